@@ -1,0 +1,317 @@
+/*
+ * The fused contrastive loss on the CPU, forward and backward, for one instruction-set tier
+ * and one accumulation type (this file is compiled once per tier x {float, double}).
+ * Cost: forward N^2 D / 2 multiply-adds ("pair": twice), backward N^2 D; memory O(N D).
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "convert.h"
+#include "layout.h"
+#include "pixcon/pixcon.h"
+#include "relabel.h"
+#include "schedule.h"
+#include "tier.h"
+
+#if REAL_IS_DOUBLE
+#define REAL double
+#else
+#define REAL float
+#endif
+#define VLANES ((int)(PIXCON_VECTOR_BYTES / sizeof(REAL)))
+
+#include "simd.h"
+#include "tile_gemm.h"
+#include "contrastive_tiles.h"
+
+#define FN(name) SIMD_CAT(SIMD_CAT(name, _), PIXCON_FN_SUFFIX)
+
+enum pass { PASS_LSE_ALL, PASS_LSE_NEG, PASS_SOFTPLUS, PASS_GRAD };
+
+typedef struct tier_ctx {
+  const pixcon_loss_params *p;
+  pixcon_layout l;
+  REAL *zf;     /* z / temperature, row-major, padded */
+  REAL *zp;     /* z in panels of NR columns */
+  REAL *dz;     /* backward accumulator */
+  REAL *tiles;  /* per thread: S and C */
+  tile_rows rows;
+  int32_t *label_codes, *image_codes;
+  int64_t *bag_base, *prefix;
+  int64_t max_rounds;
+} tier_ctx;
+
+static int64_t bag_size(const pixcon_loss_params *p, int64_t b) {
+  return p->bag_offsets[b + 1] - p->bag_offsets[b];
+}
+
+static int64_t padded_size(int64_t n) { return (n + PIXCON_TILE - 1) / PIXCON_TILE * PIXCON_TILE; }
+
+static pixcon_status ctx_init(tier_ctx *c, const pixcon_loss_params *p, void *workspace,
+                              size_t workspace_size, int backward) {
+  c->p = p;
+  pixcon_layout_compute(p, sizeof(REAL), backward, &c->l);
+  if (workspace == NULL || workspace_size < c->l.total) return PIXCON_ERROR_WORKSPACE_TOO_SMALL;
+  char *base = (char *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
+  c->zf = (REAL *)(base + c->l.off_rowmajor);
+  c->zp = (REAL *)(base + c->l.off_panels);
+  c->dz = (REAL *)(base + c->l.off_grad);
+  c->tiles = (REAL *)(base + c->l.off_tiles);
+  for (int k = 0; k < ROW_NUM_ARRAYS; ++k)
+    c->rows.r[k] = (REAL *)(base + c->l.off_rows) + (int64_t)k * c->l.padded_rows;
+  c->label_codes = (int32_t *)(base + c->l.off_codes);
+  c->image_codes = c->label_codes + p->num_rows;
+  c->bag_base = (int64_t *)(base + c->l.off_bagbase);
+  c->prefix = (int64_t *)(base + c->l.off_prefix);
+  pixcon_relabel(p, c->label_codes, c->image_codes, (int64_t *)(base + c->l.off_sort));
+  c->bag_base[0] = 0;
+  c->max_rounds = 0;
+  for (int64_t b = 0; b < p->num_bags; ++b) {
+    int64_t padded = padded_size(bag_size(p, b));
+    c->bag_base[b + 1] = c->bag_base[b] + padded;
+    int64_t rounds = pixcon_schedule_rounds(padded / PIXCON_TILE);
+    if (rounds > c->max_rounds) c->max_rounds = rounds;
+  }
+  return PIXCON_OK;
+}
+
+/* Original row of padded row prow of bag b, or -1 for padding. */
+static int64_t original_row(const tier_ctx *c, int64_t b, int64_t prow) {
+  int64_t r = c->p->bag_offsets[b] + (prow - c->bag_base[b]);
+  return r < c->p->bag_offsets[b + 1] ? r : -1;
+}
+
+static REAL *panel_elem(const tier_ctx *c, int64_t prow, int64_t d) {
+  return c->zp + ((prow / NR) * c->l.dim_pad + d) * NR + prow % NR;
+}
+
+/* Packs one padded row: both copies of z and the codes; statistics start empty. */
+static void pack_row(tier_ctx *c, int64_t prow, int64_t r) {
+  const pixcon_loss_params *p = c->p;
+  REAL *zf = c->zf + prow * c->l.dim_pad;
+  double inv_t = 1.0 / p->temperature;
+  for (int64_t d = 0; d < c->l.dim_pad; ++d) {
+    double z = (r >= 0 && d < p->dim)
+                   ? pixcon_load_elem(p->embeddings, p->dtype, r * p->row_stride + d * p->col_stride)
+                   : 0.0;
+    zf[d] = (REAL)(z * inv_t);
+    *panel_elem(c, prow, d) = (REAL)z;
+  }
+  REAL **rows = c->rows.r;
+  int32_t code = r >= 0 ? c->label_codes[r] : -1;
+  int anchor = code >= 0 && (!p->anchor_mask || p->anchor_mask[r]);
+  int contrast = code >= 0 && (!p->contrast_mask || p->contrast_mask[r]);
+  rows[ROW_ANCHOR_CODE][prow] = anchor ? (REAL)code : (REAL)-1;
+  rows[ROW_CONTRAST_CODE][prow] = contrast ? (REAL)code : (REAL)-2;
+  rows[ROW_IMAGE_CODE][prow] = r >= 0 ? (REAL)c->image_codes[r] : (REAL)-3;
+  rows[ROW_MAX][prow] = -INFINITY;
+  rows[ROW_SUM][prow] = 0;
+  rows[ROW_POS][prow] = 0;
+  rows[ROW_NPOS][prow] = 0;
+  rows[ROW_SIG][prow] = 0;
+  rows[ROW_GRAD][prow] = 0;
+}
+
+/* s_ii, for the self pair. */
+static REAL self_similarity(const tier_ctx *c, int64_t prow) {
+  const REAL *zf = c->zf + prow * c->l.dim_pad;
+  REAL s = 0;
+  for (int64_t d = 0; d < c->p->dim; ++d) s += zf[d] * *panel_elem(c, prow, d);
+  return s;
+}
+
+static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S, REAL *C) {
+  int64_t dp = c->l.dim_pad;
+  int diag = I0 == J0;
+  int set = c->p->denominator == PIXCON_DENOMINATOR_ALL ? LSE_ALL : LSE_NEG;
+  tile_similarities(c->zf + I0 * dp, c->zp + J0 * dp, c->p->dim, dp, S);
+  switch (pass) {
+    case PASS_LSE_ALL:
+    case PASS_LSE_NEG:
+      tile_lse_rows(S, I0, J0, diag, set, &c->rows);
+      if (!diag) tile_lse_cols(S, I0, J0, set, &c->rows);
+      break;
+    case PASS_SOFTPLUS:
+      tile_softplus_rows(S, I0, J0, diag, &c->rows);
+      if (!diag) tile_softplus_cols(S, I0, J0, &c->rows);
+      break;
+    default:
+      tile_grad_weights(S, I0, J0, diag, set, &c->rows, C);
+      tile_accumulate(C, PIXCON_TILE, 1, c->zf + J0 * dp, dp, c->dz + I0 * dp);
+      if (!diag) tile_accumulate(C, 1, PIXCON_TILE, c->zf + I0 * dp, dp, c->dz + J0 * dp);
+      break;
+  }
+}
+
+/* Every tile pair (I <= J) of every bag once, round by round (see schedule.h). Called by all
+ * threads of the enclosing parallel region. */
+static void run_rounds(tier_ctx *c, int pass) {
+  const pixcon_loss_params *p = c->p;
+  REAL *S = c->tiles + (int64_t)omp_get_thread_num() * 2 * PIXCON_TILE * PIXCON_TILE;
+  REAL *C = S + PIXCON_TILE * PIXCON_TILE;
+  for (int64_t round = 0; round < c->max_rounds; ++round) {
+#pragma omp single
+    {
+      c->prefix[0] = 0;
+      for (int64_t b = 0; b < p->num_bags; ++b) {
+        int64_t blocks = (c->bag_base[b + 1] - c->bag_base[b]) / PIXCON_TILE;
+        c->prefix[b + 1] = c->prefix[b] + pixcon_schedule_slots(blocks, round);
+      }
+    }
+    int64_t total = c->prefix[p->num_bags];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < total; ++item) {
+      int64_t lo_b = 0, hi_b = p->num_bags; /* last bag whose prefix <= item */
+      while (hi_b - lo_b > 1) {
+        int64_t mid = (lo_b + hi_b) / 2;
+        if (c->prefix[mid] <= item) lo_b = mid;
+        else hi_b = mid;
+      }
+      int64_t blocks = (c->bag_base[lo_b + 1] - c->bag_base[lo_b]) / PIXCON_TILE, I, J;
+      if (!pixcon_schedule_pair(blocks, round, item - c->prefix[lo_b], &I, &J)) continue;
+      process_tile(c, pass, c->bag_base[lo_b] + I * PIXCON_TILE,
+                   c->bag_base[lo_b] + J * PIXCON_TILE, S, C);
+    }
+  }
+}
+
+static double lse_finish(double m, double sum) { return sum > 0 ? m + log(sum) : -INFINITY; }
+
+/* After the LSE pass: close the log-sum-exp and add the self pair when it is a positive. */
+static void finish_lse(tier_ctx *c, int64_t prow) {
+  REAL **rows = c->rows.r;
+  if (rows[ROW_ANCHOR_CODE][prow] < 0) return;
+  double m = rows[ROW_MAX][prow], sum = rows[ROW_SUM][prow];
+  if (c->p->self_positive) {
+    double s = self_similarity(c, prow);
+    rows[ROW_NPOS][prow] += 1;
+    if (c->p->denominator == PIXCON_DENOMINATOR_ALL) {
+      double new_max = s > m ? s : m;
+      sum = (m == -INFINITY ? 0.0 : sum * exp(m - new_max)) + exp(s - new_max);
+      m = new_max;
+      rows[ROW_POS][prow] += (REAL)s;
+    }
+  }
+  rows[ROW_MAX][prow] = (REAL)lse_finish(m, sum);
+}
+
+static double softplus(double x) { return (x > 0 ? x : 0) + log1p(exp(-fabs(x))); }
+static double sigmoid(double x) {
+  double t = exp(-fabs(x));
+  return x >= 0 ? 1 / (1 + t) : t / (1 + t);
+}
+
+/* After the "pair" softplus pass: the self pair's term. */
+static void finish_softplus(tier_ctx *c, int64_t prow) {
+  REAL **rows = c->rows.r;
+  if (rows[ROW_ANCHOR_CODE][prow] < 0 || !c->p->self_positive) return;
+  double nl = rows[ROW_MAX][prow];
+  if (nl == -INFINITY) return;
+  double x = nl - self_similarity(c, prow);
+  rows[ROW_POS][prow] += (REAL)softplus(x);
+  rows[ROW_SIG][prow] += (REAL)sigmoid(x);
+}
+
+static void write_forward_row(tier_ctx *c, int64_t prow, int64_t r, REAL *loss, uint8_t *valid,
+                              REAL *stats) {
+  REAL **rows = c->rows.r;
+  REAL npos = rows[ROW_NPOS][prow];
+  int ok = rows[ROW_ANCHOR_CODE][prow] >= 0 && npos >= 1;
+  int pair = c->p->denominator == PIXCON_DENOMINATOR_PAIR;
+  valid[r] = (uint8_t)ok;
+  loss[r] = !ok ? 0 : pair ? rows[ROW_POS][prow] / npos : rows[ROW_MAX][prow] - rows[ROW_POS][prow] / npos;
+  stats[r * PIXCON_NUM_STATS + 0] = rows[ROW_MAX][prow];
+  stats[r * PIXCON_NUM_STATS + 1] = (ok && pair) ? rows[ROW_SIG][prow] / npos : 0;
+  stats[r * PIXCON_NUM_STATS + 2] = npos;
+}
+
+/* Loads the saved statistics; rows that are not valid anchors become plain contrast rows. */
+static void load_backward_row(tier_ctx *c, int64_t prow, int64_t r, const REAL *grad_loss,
+                              const REAL *stats) {
+  REAL **rows = c->rows.r;
+  memset(c->dz + prow * c->l.dim_pad, 0, sizeof(REAL) * (size_t)c->l.dim_pad);
+  if (r < 0) return;
+  REAL npos = stats[r * PIXCON_NUM_STATS + 2];
+  if (rows[ROW_ANCHOR_CODE][prow] >= 0 && npos >= 1) {
+    rows[ROW_GRAD][prow] = grad_loss[r];
+    rows[ROW_MAX][prow] = stats[r * PIXCON_NUM_STATS + 0];
+    rows[ROW_SIG][prow] = stats[r * PIXCON_NUM_STATS + 1];
+    rows[ROW_NPOS][prow] = (REAL)1 / npos;
+  } else {
+    rows[ROW_ANCHOR_CODE][prow] = -1;
+    rows[ROW_MAX][prow] = 0;
+  }
+}
+
+/* The self pair's share of dz_i: s_ii depends on z_i twice. Then dz leaves in p->dtype. */
+static void write_backward_row(tier_ctx *c, int64_t prow, int64_t r, void *grad) {
+  const pixcon_loss_params *p = c->p;
+  REAL **rows = c->rows.r;
+  REAL *dz = c->dz + prow * c->l.dim_pad;
+  const REAL *zf = c->zf + prow * c->l.dim_pad;
+  REAL g = rows[ROW_GRAD][prow];
+  if (p->self_positive && g != 0) {
+    double s = self_similarity(c, prow), stat = rows[ROW_MAX][prow], invp = rows[ROW_NPOS][prow];
+    double slope = p->denominator == PIXCON_DENOMINATOR_ALL ? exp(s - stat) - invp
+                                                            : -invp * sigmoid(stat - s);
+    REAL k = (REAL)(2 * g * slope);
+    for (int64_t d = 0; d < p->dim; ++d) dz[d] += k * zf[d];
+  }
+  for (int64_t d = 0; d < p->dim; ++d) pixcon_store_elem(grad, p->dtype, r * p->dim + d, dz[d]);
+}
+
+/* Runs body(prow, r) for every padded row, split over the threads of the region. */
+#define FOR_EACH_PADDED_ROW(c, prow, r, body)                                     \
+  do {                                                                            \
+    for (int64_t b_ = 0; b_ < (c)->p->num_bags; ++b_) {                           \
+      _Pragma("omp for schedule(static) nowait")                                  \
+      for (int64_t prow = (c)->bag_base[b_]; prow < (c)->bag_base[b_ + 1]; ++prow) { \
+        int64_t r = original_row((c), b_, prow);                                  \
+        body;                                                                     \
+      }                                                                           \
+    }                                                                             \
+    _Pragma("omp barrier")                                                        \
+  } while (0)
+
+pixcon_status FN(pixcon_cpu_forward)(const pixcon_loss_params *p, void *loss, uint8_t *valid,
+                                     void *stats, void *workspace, size_t workspace_size) {
+  tier_ctx ctx;
+  pixcon_status st = ctx_init(&ctx, p, workspace, workspace_size, 0);
+  if (st != PIXCON_OK) return st;
+  tier_ctx *c = &ctx;
+  int pair = p->denominator == PIXCON_DENOMINATOR_PAIR;
+#pragma omp parallel num_threads(c->l.threads)
+  {
+    FOR_EACH_PADDED_ROW(c, prow, r, pack_row(c, prow, r));
+    run_rounds(c, pair ? PASS_LSE_NEG : PASS_LSE_ALL);
+    FOR_EACH_PADDED_ROW(c, prow, r, { (void)r; finish_lse(c, prow); });
+    if (pair) {
+      run_rounds(c, PASS_SOFTPLUS);
+      FOR_EACH_PADDED_ROW(c, prow, r, { (void)r; finish_softplus(c, prow); });
+    }
+    FOR_EACH_PADDED_ROW(c, prow, r,
+                        if (r >= 0) write_forward_row(c, prow, r, loss, valid, stats));
+  }
+  return PIXCON_OK;
+}
+
+pixcon_status FN(pixcon_cpu_backward)(const pixcon_loss_params *p, const void *grad_loss,
+                                      const void *stats, void *grad_embeddings, void *workspace,
+                                      size_t workspace_size) {
+  tier_ctx ctx;
+  pixcon_status st = ctx_init(&ctx, p, workspace, workspace_size, 1);
+  if (st != PIXCON_OK) return st;
+  tier_ctx *c = &ctx;
+#pragma omp parallel num_threads(c->l.threads)
+  {
+    FOR_EACH_PADDED_ROW(c, prow, r, {
+      pack_row(c, prow, r);
+      load_backward_row(c, prow, r, grad_loss, stats);
+    });
+    run_rounds(c, PASS_GRAD);
+    FOR_EACH_PADDED_ROW(c, prow, r, if (r >= 0) write_backward_row(c, prow, r, grad_embeddings));
+  }
+  return PIXCON_OK;
+}

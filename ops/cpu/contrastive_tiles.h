@@ -1,0 +1,229 @@
+/*
+ * Per-tile updates of the fused loss (included after simd.h): given a TILE x TILE block S of
+ * similarities between rows I and rows J, fold it into the per-row statistics of both sides
+ * (forward) or turn it into the symmetric gradient weights c_ij = g_i a_ij + g_j a_ji
+ * (backward). O(TILE^2) work and exponentials per call; rows are vectorised along j.
+ * Positive sums and |P(i)| ride along the same stream, so labels never need class sums.
+ */
+
+/* Which columns enter the log-sum-exp: "all" uses P(i) u N(i), "pair" only N(i). */
+enum lse_set { LSE_ALL = 0, LSE_NEG = 1 };
+
+typedef struct tile_rows {
+  REAL *r[ROW_NUM_ARRAYS]; /* the per-row arrays of layout.h, indexed by padded row */
+} tile_rows;
+
+static inline vreal lane_index(void) {
+  vreal v;
+  for (int k = 0; k < VLANES; ++k) v[k] = (REAL)k;
+  return v;
+}
+
+static inline vreal vabs(vreal x) { return vselect(x < 0, -x, x); }
+
+/* sigmoid(x) and softplus(x) from t = exp(-|x|), stable for every x including -inf. */
+static inline vreal vsigmoid_t(vreal x, vreal t) {
+  return vselect(x >= 0, (REAL)1 / ((REAL)1 + t), t / ((REAL)1 + t));
+}
+
+static inline vreal vsoftplus_t(vreal x, vreal t) {
+  return vmax(x, vset1(0)) + vlog1p_unit(t);
+}
+
+/* Masks of anchor a (scalar code, >= 0) against contrast codes cc: positives and the LSE set. */
+static inline vmask mask_pos(vreal a, vreal cc) { return cc == a; }
+
+static inline vmask mask_lse(vreal a, vreal ia, vreal cc, vreal ic, int set) {
+  vmask pos = cc == a, same_image = ic == ia, contrast = cc >= 0;
+  return set == LSE_ALL ? contrast & (pos | same_image) : contrast & ~pos & same_image;
+}
+
+/* Online log-sum-exp merge of one more maximum / partial sum. */
+static inline void lse_merge(REAL *m, REAL *sum, REAL tile_sum_at_new_max, REAL new_max) {
+  REAL scale = (*m == -INFINITY) ? (REAL)0 : (REAL)exp((double)(*m - new_max));
+  *sum = *sum * scale + tile_sum_at_new_max;
+  *m = new_max;
+}
+
+/* Rows i of I over columns J: LSE statistics, and (forward pass 1) positive sums / counts.
+ * In a diagonal tile the column j == i is excluded (the self pair is added per row). */
+static void tile_lse_rows(const REAL *S, int64_t I0, int64_t J0, int diag, int set,
+                          tile_rows *t) {
+  const REAL *cc = t->r[ROW_CONTRAST_CODE] + J0, *ic = t->r[ROW_IMAGE_CODE] + J0;
+  REAL masked[PIXCON_TILE];
+  vreal idx0 = lane_index(), neg_inf = vset1(-INFINITY), one = vset1(1), zero = vset1(0);
+  for (int i = 0; i < PIXCON_TILE; ++i) {
+    REAL a = t->r[ROW_ANCHOR_CODE][I0 + i];
+    if (a < 0) continue;
+    vreal av = vset1(a), iav = vset1(t->r[ROW_IMAGE_CODE][I0 + i]);
+    vreal mx = neg_inf, psum = zero, pcnt = zero;
+    for (int j = 0; j < PIXCON_TILE; j += VLANES) {
+      vreal s = vload(S + i * PIXCON_TILE + j), ccv = vload(cc + j), icv = vload(ic + j);
+      vmask pos = mask_pos(av, ccv), mem = mask_lse(av, iav, ccv, icv, set);
+      if (diag) {
+        vmask ne = (idx0 + (REAL)j) != (REAL)i;
+        pos &= ne;
+        mem &= ne;
+      }
+      vreal ms = vselect(mem, s, neg_inf);
+      vstore(masked + j, ms);
+      mx = vmax(mx, ms);
+      psum += vselect(pos, s, zero);
+      pcnt += vselect(pos, one, zero);
+    }
+    if (set == LSE_ALL) t->r[ROW_POS][I0 + i] += hsum(psum);
+    t->r[ROW_NPOS][I0 + i] += hsum(pcnt);
+    REAL tmax = hmax(mx);
+    if (tmax == -INFINITY) continue;
+    REAL *m = &t->r[ROW_MAX][I0 + i];
+    REAL new_max = tmax > *m ? tmax : *m;
+    vreal acc = zero, nm = vset1(new_max);
+    for (int j = 0; j < PIXCON_TILE; j += VLANES) acc += vexp_neg(vload(masked + j) - nm);
+    lse_merge(m, &t->r[ROW_SUM][I0 + i], hsum(acc), new_max);
+  }
+}
+
+/* Rows j of J over rows i of I (the transposed half of an off-diagonal tile), vectorised
+ * along j: each lane carries its own running max and sum. */
+static void tile_lse_cols(const REAL *S, int64_t I0, int64_t J0, int set, tile_rows *t) {
+  vreal neg_inf = vset1(-INFINITY), one = vset1(1), zero = vset1(0);
+  for (int j = 0; j < PIXCON_TILE; j += VLANES) {
+    vreal av = vload(t->r[ROW_ANCHOR_CODE] + J0 + j), iav = vload(t->r[ROW_IMAGE_CODE] + J0 + j);
+    if (hmax(av) < 0) continue;
+    vreal mx = neg_inf, psum = zero, pcnt = zero;
+    for (int i = 0; i < PIXCON_TILE; ++i) {
+      REAL c = t->r[ROW_CONTRAST_CODE][I0 + i];
+      if (c < 0) continue;
+      vreal cv = vset1(c), icv = vset1(t->r[ROW_IMAGE_CODE][I0 + i]);
+      vreal s = vload(S + i * PIXCON_TILE + j);
+      /* roles swapped: the lanes are the anchors, row i the contrast row */
+      vmask anchor = av >= 0, pos = anchor & (av == cv), same_image = iav == icv;
+      vmask mem = set == LSE_ALL ? anchor & (pos | same_image) : anchor & ~pos & same_image;
+      mx = vmax(mx, vselect(mem, s, neg_inf));
+      psum += vselect(pos, s, zero);
+      pcnt += vselect(pos, one, zero);
+    }
+    REAL *mp = t->r[ROW_MAX] + J0 + j, *sp = t->r[ROW_SUM] + J0 + j;
+    if (set == LSE_ALL) vstore(t->r[ROW_POS] + J0 + j, vload(t->r[ROW_POS] + J0 + j) + psum);
+    vstore(t->r[ROW_NPOS] + J0 + j, vload(t->r[ROW_NPOS] + J0 + j) + pcnt);
+    if (hmax(mx) == -INFINITY) continue;
+    vreal m_old = vload(mp), m_new = vmax(m_old, mx);
+    vreal acc = zero;
+    for (int i = 0; i < PIXCON_TILE; ++i) {
+      REAL c = t->r[ROW_CONTRAST_CODE][I0 + i];
+      if (c < 0) continue;
+      vreal cv = vset1(c), icv = vset1(t->r[ROW_IMAGE_CODE][I0 + i]);
+      vreal s = vload(S + i * PIXCON_TILE + j);
+      vmask anchor = av >= 0, pos = anchor & (av == cv), same_image = iav == icv;
+      vmask mem = set == LSE_ALL ? anchor & (pos | same_image) : anchor & ~pos & same_image;
+      acc += vexp_neg(vselect(mem, s - m_new, neg_inf));
+    }
+    /* lanes whose max stays -inf keep sum 0; exp(m_old - m_new) is 0 when m_old was -inf */
+    vreal shift = vselect(m_old == m_new, zero, m_old - m_new);
+    vstore(sp, vload(sp) * vexp_neg(shift) + acc);
+    vstore(mp, m_new);
+  }
+}
+
+/* "pair" pass 2, rows i of I: sum over positives p of softplus(NL_i - s_ip) and sigmoid. */
+static void tile_softplus_rows(const REAL *S, int64_t I0, int64_t J0, int diag, tile_rows *t) {
+  const REAL *cc = t->r[ROW_CONTRAST_CODE] + J0;
+  vreal idx0 = lane_index(), zero = vset1(0);
+  for (int i = 0; i < PIXCON_TILE; ++i) {
+    REAL a = t->r[ROW_ANCHOR_CODE][I0 + i], nl = t->r[ROW_MAX][I0 + i];
+    if (a < 0 || nl == -INFINITY) continue; /* no negatives: every term is 0 */
+    vreal av = vset1(a), nlv = vset1(nl), sp = zero, sg = zero;
+    for (int j = 0; j < PIXCON_TILE; j += VLANES) {
+      vmask pos = mask_pos(av, vload(cc + j));
+      if (diag) pos &= (idx0 + (REAL)j) != (REAL)i;
+      vreal x = nlv - vload(S + i * PIXCON_TILE + j), e = vexp_neg(-vabs(x));
+      sp += vselect(pos, vsoftplus_t(x, e), zero);
+      sg += vselect(pos, vsigmoid_t(x, e), zero);
+    }
+    t->r[ROW_POS][I0 + i] += hsum(sp);
+    t->r[ROW_SIG][I0 + i] += hsum(sg);
+  }
+}
+
+/* "pair" pass 2, rows j of J over rows i of I (off-diagonal tiles). */
+static void tile_softplus_cols(const REAL *S, int64_t I0, int64_t J0, tile_rows *t) {
+  vreal zero = vset1(0);
+  for (int j = 0; j < PIXCON_TILE; j += VLANES) {
+    vreal av = vload(t->r[ROW_ANCHOR_CODE] + J0 + j), nlv = vload(t->r[ROW_MAX] + J0 + j);
+    if (hmax(av) < 0) continue;
+    vreal sp = zero, sg = zero;
+    for (int i = 0; i < PIXCON_TILE; ++i) {
+      REAL c = t->r[ROW_CONTRAST_CODE][I0 + i];
+      if (c < 0) continue;
+      vmask pos = (av >= 0) & (av == c);
+      vreal x = nlv - vload(S + i * PIXCON_TILE + j), e = vexp_neg(-vabs(x));
+      sp += vselect(pos, vsoftplus_t(x, e), zero);
+      sg += vselect(pos, vsigmoid_t(x, e), zero);
+    }
+    vstore(t->r[ROW_POS] + J0 + j, vload(t->r[ROW_POS] + J0 + j) + sp);
+    vstore(t->r[ROW_SIG] + J0 + j, vload(t->r[ROW_SIG] + J0 + j) + sg);
+  }
+}
+
+/* dl_i/ds_ij for anchor lanes against contrast codes, vectorised either way round:
+ * "all":  [j in P u N] exp(s - LSE_i) - [j in P] / |P(i)|
+ * "pair": [j in N] W_i exp(s - NL_i) - [j in P] sigmoid(NL_i - s) / |P(i)|
+ * stat = LSE_i or NL_i, invp = 1 / |P(i)|, w = W_i. */
+static inline vreal loss_slope(vreal s, vmask pos, vmask mem, vreal stat, vreal invp, vreal w,
+                               int set) {
+  vreal neg_inf = vset1(-INFINITY), zero = vset1(0);
+  vreal e = vexp_neg(vselect(mem, s - stat, neg_inf));
+  if (set == LSE_ALL) return e - vselect(pos, invp, zero);
+  vreal x = stat - s;
+  return w * e - vselect(pos, invp * vsigmoid_t(x, vexp_neg(-vabs(x))), zero);
+}
+
+/* C[i][j] = g_i a_ij + g_j a_ji over the tile; the self pair is excluded (added per row). */
+static void tile_grad_weights(const REAL *S, int64_t I0, int64_t J0, int diag, int set,
+                              tile_rows *t, REAL *C) {
+  vreal idx0 = lane_index(), zero = vset1(0);
+  const REAL *cc = t->r[ROW_CONTRAST_CODE] + J0, *ic = t->r[ROW_IMAGE_CODE] + J0;
+  for (int i = 0; i < PIXCON_TILE; ++i) {
+    REAL g = t->r[ROW_GRAD][I0 + i];
+    REAL *crow = C + i * PIXCON_TILE;
+    if (g == 0) {
+      for (int j = 0; j < PIXCON_TILE; j += VLANES) vstore(crow + j, zero);
+      continue;
+    }
+    vreal av = vset1(t->r[ROW_ANCHOR_CODE][I0 + i]), iav = vset1(t->r[ROW_IMAGE_CODE][I0 + i]);
+    vreal stat = vset1(t->r[ROW_MAX][I0 + i]), invp = vset1(t->r[ROW_NPOS][I0 + i]);
+    vreal w = vset1(t->r[ROW_SIG][I0 + i]);
+    for (int j = 0; j < PIXCON_TILE; j += VLANES) {
+      vreal s = vload(S + i * PIXCON_TILE + j), ccv = vload(cc + j), icv = vload(ic + j);
+      vmask pos = mask_pos(av, ccv), mem = mask_lse(av, iav, ccv, icv, set);
+      if (diag) {
+        vmask ne = (idx0 + (REAL)j) != (REAL)i;
+        pos &= ne;
+        mem &= ne;
+      }
+      vstore(crow + j, g * loss_slope(s, pos, mem, stat, invp, w, set));
+    }
+  }
+  for (int i = 0; i < PIXCON_TILE; ++i) {
+    REAL c = t->r[ROW_CONTRAST_CODE][I0 + i];
+    if (c < 0) continue;
+    vreal cv = vset1(c), icv = vset1(t->r[ROW_IMAGE_CODE][I0 + i]);
+    REAL *crow = C + i * PIXCON_TILE;
+    for (int j = 0; j < PIXCON_TILE; j += VLANES) {
+      vreal gv = vload(t->r[ROW_GRAD] + J0 + j);
+      if (hmax(vabs(gv)) == 0) continue;
+      vreal av = vload(t->r[ROW_ANCHOR_CODE] + J0 + j), iav = vload(t->r[ROW_IMAGE_CODE] + J0 + j);
+      vmask anchor = av >= 0, pos = anchor & (av == cv), same_image = iav == icv;
+      vmask mem = set == LSE_ALL ? anchor & (pos | same_image) : anchor & ~pos & same_image;
+      if (diag) {
+        vmask ne = (idx0 + (REAL)j) != (REAL)i;
+        pos &= ne;
+        mem &= ne;
+      }
+      vreal slope = loss_slope(vload(S + i * PIXCON_TILE + j), pos, mem,
+                               vload(t->r[ROW_MAX] + J0 + j), vload(t->r[ROW_NPOS] + J0 + j),
+                               vload(t->r[ROW_SIG] + J0 + j), set);
+      vstore(crow + j, vload(crow + j) + gv * slope);
+    }
+  }
+}

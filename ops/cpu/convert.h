@@ -1,0 +1,88 @@
+/*
+ * Scalar conversions between the storage dtypes and the accumulation type: IEEE half and
+ * bfloat16 by bit manipulation (round to nearest even on the way down), so the kernels need
+ * no compiler support for 16-bit floats.
+ */
+#ifndef PIXCON_CPU_CONVERT_H
+#define PIXCON_CPU_CONVERT_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "pixcon/pixcon.h"
+
+static inline float pixcon_bits_to_float(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+static inline uint32_t pixcon_float_to_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+static inline float pixcon_half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  if (exp == 0x1f) return pixcon_bits_to_float(sign | 0x7f800000u | (mant << 13));
+  if (exp == 0) {
+    float f = (float)mant * (1.0f / 16777216.0f); /* subnormal: mant * 2^-24 */
+    return sign ? -f : f;
+  }
+  return pixcon_bits_to_float(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+static inline uint16_t pixcon_float_to_half(float f) {
+  uint32_t u = pixcon_float_to_bits(f);
+  uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+  uint32_t absu = u & 0x7fffffffu;
+  if (absu >= 0x7f800000u) /* inf or nan */
+    return (uint16_t)(sign | 0x7c00u | (absu > 0x7f800000u ? 0x200u : 0u));
+  if (absu >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to >= 65520: inf */
+  if (absu < 0x38800000u) { /* below the smallest normal half: round to a subnormal */
+    float a = pixcon_bits_to_float(absu) * 16777216.0f; /* in units of 2^-24 */
+    uint32_t q = (uint32_t)a;
+    float rem = a - (float)q;
+    if (rem > 0.5f || (rem == 0.5f && (q & 1u))) ++q;
+    return (uint16_t)(sign | q);
+  }
+  uint32_t rounded = absu + 0xfffu + ((absu >> 13) & 1u); /* nearest even on 13 dropped bits */
+  return (uint16_t)(sign | ((rounded - 0x38000000u) >> 13));
+}
+
+static inline float pixcon_bf16_to_float(uint16_t b) {
+  return pixcon_bits_to_float((uint32_t)b << 16);
+}
+
+static inline uint16_t pixcon_float_to_bf16(float f) {
+  uint32_t u = pixcon_float_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet nan */
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* Element k of a strided embedding buffer, widened to double (exact for every dtype). */
+static inline double pixcon_load_elem(const void *base, pixcon_dtype dtype, int64_t k) {
+  switch (dtype) {
+    case PIXCON_FLOAT64: return ((const double *)base)[k];
+    case PIXCON_FLOAT16: return pixcon_half_to_float(((const uint16_t *)base)[k]);
+    case PIXCON_BFLOAT16: return pixcon_bf16_to_float(((const uint16_t *)base)[k]);
+    case PIXCON_FLOAT32:
+    default: return ((const float *)base)[k];
+  }
+}
+
+/* Stores v at element k of a contiguous buffer of the given dtype. */
+static inline void pixcon_store_elem(void *base, pixcon_dtype dtype, int64_t k, double v) {
+  switch (dtype) {
+    case PIXCON_FLOAT64: ((double *)base)[k] = v; break;
+    case PIXCON_FLOAT16: ((uint16_t *)base)[k] = pixcon_float_to_half((float)v); break;
+    case PIXCON_BFLOAT16: ((uint16_t *)base)[k] = pixcon_float_to_bf16((float)v); break;
+    case PIXCON_FLOAT32:
+    default: ((float *)base)[k] = (float)v; break;
+  }
+}
+
+#endif /* PIXCON_CPU_CONVERT_H */

@@ -1,0 +1,54 @@
+/*
+ * Workspace layout shared by every CPU tier: bags padded to whole tiles, embeddings packed
+ * twice (row-major scaled by 1/temperature, and in column panels), per-row codes and
+ * statistics, per-thread tile scratch. O(N * D + threads * TILE^2) bytes, never O(N^2).
+ */
+#ifndef PIXCON_CPU_LAYOUT_H
+#define PIXCON_CPU_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pixcon/pixcon.h"
+
+/* Rows per tile: a multiple of every micro-kernel's row count (6) and panel width (4..32). */
+#define PIXCON_TILE 96
+/* Embedding dimension is padded with zeros to a multiple of the widest panel. */
+#define PIXCON_DIM_PAD 32
+
+/* Per-row arrays of the accumulation type, each padded_rows long. */
+enum pixcon_row_array {
+  ROW_ANCHOR_CODE,   /* dense label code if the row is an anchor, else -1 */
+  ROW_CONTRAST_CODE, /* dense label code if the row is a contrast row, else -2 */
+  ROW_IMAGE_CODE,    /* dense image code (0 without image ids) */
+  ROW_MAX,           /* running max of the log-sum-exp, then LSE_i or NL_i */
+  ROW_SUM,           /* running sum of the log-sum-exp */
+  ROW_POS,           /* "all": sum of s_ip; "pair": sum of softplus(NL_i - s_ip) */
+  ROW_NPOS,          /* |P(i)| */
+  ROW_SIG,           /* "pair": sum of sigmoid(NL_i - s_ip) */
+  ROW_GRAD,          /* backward: upstream gradient of valid anchors, else 0 */
+  ROW_NUM_ARRAYS
+};
+
+typedef struct pixcon_layout {
+  int threads;
+  int64_t padded_rows;
+  int64_t dim_pad;
+  size_t real_size;
+  size_t off_rowmajor;  /* padded_rows x dim_pad, z / temperature */
+  size_t off_panels;    /* padded_rows x dim_pad, z in column panels */
+  size_t off_grad;      /* padded_rows x dim_pad, backward only */
+  size_t off_rows;      /* ROW_NUM_ARRAYS x padded_rows */
+  size_t off_tiles;     /* threads x 2 x TILE x TILE */
+  size_t off_codes;     /* 2 x num_rows int32: label and image codes */
+  size_t off_sort;      /* num_rows int64 sort scratch */
+  size_t off_bagbase;   /* num_bags + 1 int64: padded row offset of each bag */
+  size_t off_prefix;    /* num_bags + 1 int64: per-round work prefix */
+  size_t total;
+} pixcon_layout;
+
+int pixcon_resolve_threads(int requested);
+void pixcon_layout_compute(const pixcon_loss_params *p, size_t real_size, int backward,
+                           pixcon_layout *out);
+
+#endif /* PIXCON_CPU_LAYOUT_H */

@@ -1,0 +1,58 @@
+/*
+ * Register-blocked tile products over the packed embeddings (included after simd.h).
+ * tile_similarities: S = A B^T for a TILE x TILE tile, TILE^2 * D multiply-adds.
+ * tile_accumulate:   out += C X for TILE x TILE weights and TILE x D rows, TILE^2 * D.
+ */
+#define MR 6
+#define NR (2 * VLANES)
+
+/* S[i][j] = sum_d A[i][d] * B[d][j], A rows stride dim_pad, B as TILE / NR panels of
+ * dim_pad x NR. Each micro-tile keeps 2 * MR vector accumulators in registers. */
+static void tile_similarities(const REAL *restrict A, const REAL *restrict panels, int64_t dim,
+                              int64_t dim_pad, REAL *restrict S) {
+  for (int pj = 0; pj < PIXCON_TILE / NR; ++pj) {
+    const REAL *B = panels + (int64_t)pj * dim_pad * NR;
+    for (int i0 = 0; i0 < PIXCON_TILE; i0 += MR) {
+      const REAL *a = A + (int64_t)i0 * dim_pad;
+      vreal c0[MR], c1[MR];
+      for (int r = 0; r < MR; ++r) c0[r] = c1[r] = vset1(0);
+      for (int64_t d = 0; d < dim; ++d) {
+        vreal b0 = vload(B + d * NR), b1 = vload(B + d * NR + VLANES);
+        for (int r = 0; r < MR; ++r) {
+          REAL ar = a[r * dim_pad + d];
+          c0[r] += ar * b0;
+          c1[r] += ar * b1;
+        }
+      }
+      for (int r = 0; r < MR; ++r) {
+        vstore(S + (i0 + r) * PIXCON_TILE + pj * NR, c0[r]);
+        vstore(S + (i0 + r) * PIXCON_TILE + pj * NR + VLANES, c1[r]);
+      }
+    }
+  }
+}
+
+/* out[i][d] += sum_t C[i * c_row + t * c_col] * X[t][d]; X and out rows stride dim_pad.
+ * (c_row, c_col) = (TILE, 1) reads C, (1, TILE) reads its transpose. */
+static void tile_accumulate(const REAL *restrict C, int64_t c_row, int64_t c_col,
+                            const REAL *restrict X, int64_t dim_pad, REAL *restrict out) {
+  for (int64_t d0 = 0; d0 < dim_pad; d0 += NR) {
+    for (int i0 = 0; i0 < PIXCON_TILE; i0 += MR) {
+      vreal c0[MR], c1[MR];
+      for (int r = 0; r < MR; ++r) c0[r] = c1[r] = vset1(0);
+      for (int t = 0; t < PIXCON_TILE; ++t) {
+        vreal x0 = vload(X + t * dim_pad + d0), x1 = vload(X + t * dim_pad + d0 + VLANES);
+        for (int r = 0; r < MR; ++r) {
+          REAL w = C[(i0 + r) * c_row + t * c_col];
+          c0[r] += w * x0;
+          c1[r] += w * x1;
+        }
+      }
+      for (int r = 0; r < MR; ++r) {
+        REAL *o = out + (int64_t)(i0 + r) * dim_pad + d0;
+        vstore(o, vload(o) + c0[r]);
+        vstore(o + VLANES, vload(o + VLANES) + c1[r]);
+      }
+    }
+  }
+}
