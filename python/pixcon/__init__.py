@@ -1,0 +1,63 @@
+"""pixcon: the fused pixel-wise, label-based contrastive loss as torch.ops.pixcon.*.
+
+The loss never materialises the N x N similarity matrix, so it runs on every pixel of a
+batch at full feature resolution. See ``pixcon.contrastive_loss`` and
+``pixcon.nn.PixelContrastiveLoss``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from . import _library
+
+_lib = _library.load()
+
+from . import _ops  # noqa: E402  (registers fake kernels and autograd)
+from . import nn, reference  # noqa: E402
+from .functional import contrastive_loss, reduce_loss  # noqa: E402
+
+__version__ = "0.1.0"
+
+_ISA_CODES = {"scalar": 1, "avx2": 2, "avx512": 3}
+_ISA_NAMES = {code: name for name, code in _ISA_CODES.items()}
+
+
+def cpu_isa() -> str:
+    """The instruction-set tier the CPU kernels use: "scalar", "avx2" or "avx512"."""
+    return _ISA_NAMES[_lib.pixcon_cpu_isa()]
+
+
+def available_cpu_isas() -> list[str]:
+    """The tiers this CPU (and build) supports, narrowest first."""
+    return [name for name, code in _ISA_CODES.items() if _lib.pixcon_cpu_isa_supported(code)]
+
+
+def set_cpu_isa(name: str | None) -> None:
+    """Forces a CPU tier (None: back to automatic detection). The PIXCON_CPU_ISA environment
+    variable does the same at start-up."""
+    if name is None:
+        _lib.pixcon_cpu_set_isa(0)
+        return
+    if name not in _ISA_CODES:
+        raise ValueError(f"pixcon.set_cpu_isa: unknown tier {name!r}; choose from {list(_ISA_CODES)}")
+    if _lib.pixcon_cpu_set_isa(_ISA_CODES[name]) != 0:
+        raise RuntimeError(f"pixcon.set_cpu_isa: this CPU does not support {name!r} (available: {available_cpu_isas()})")
+
+
+@contextlib.contextmanager
+def use_cpu_isa(name: str) -> Iterator[None]:
+    """Context manager that runs the CPU kernels with the given tier, then restores it."""
+    previous = cpu_isa()
+    set_cpu_isa(name)
+    try:
+        yield
+    finally:
+        set_cpu_isa(previous)
+
+
+__all__ = [
+    "available_cpu_isas", "contrastive_loss", "cpu_isa", "nn", "reduce_loss", "reference",
+    "set_cpu_isa", "use_cpu_isa",
+]

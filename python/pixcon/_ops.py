@@ -1,0 +1,51 @@
+"""Fake (meta) kernels and autograd for torch.ops.pixcon.* (the kernels live in C)."""
+
+from __future__ import annotations
+
+import torch
+
+
+@torch.library.register_fake("pixcon::contrastive_loss")
+def _contrastive_loss_fake(
+    embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids,
+    temperature, ignore_index, denominator, self_positive,
+):
+    torch._check(embeddings.dim() == 2, lambda: "pixcon.contrastive_loss: embeddings must be 2-D [N, D]")
+    n = embeddings.shape[0]
+    acc = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+    return (
+        embeddings.new_empty((n,), dtype=acc),
+        embeddings.new_empty((n,), dtype=torch.bool),
+        embeddings.new_empty((n, 3), dtype=acc),
+    )
+
+
+@torch.library.register_fake("pixcon::contrastive_loss_backward")
+def _contrastive_loss_backward_fake(
+    grad_loss, embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids,
+    stats, temperature, ignore_index, denominator, self_positive,
+):
+    return embeddings.new_empty(embeddings.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    (embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids,
+     temperature, ignore_index, denominator, self_positive) = inputs
+    _, valid, stats = output
+    ctx.save_for_backward(embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids, stats)
+    ctx.options = (temperature, ignore_index, denominator, self_positive)
+    ctx.mark_non_differentiable(valid, stats)
+
+
+def _backward(ctx, grad_loss, _grad_valid, _grad_stats):
+    embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids, stats = ctx.saved_tensors
+    grad = None
+    if ctx.needs_input_grad[0]:
+        grad = torch.ops.pixcon.contrastive_loss_backward(
+            grad_loss, embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids,
+            stats, *ctx.options,
+        )
+    return (grad,) + (None,) * 9
+
+
+torch.library.register_autograd("pixcon::contrastive_loss", _backward, setup_context=_setup_context)

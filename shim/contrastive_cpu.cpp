@@ -1,0 +1,71 @@
+// CPU kernels of pixcon::contrastive_loss and pixcon::contrastive_loss_backward: validate,
+// allocate outputs and workspace through torch, call the C API.
+#include "contrastive_cpu.h"
+
+#include <torch/csrc/stable/ops.h>
+#include <torch/headeronly/util/Exception.h>
+
+#include "checks.h"
+
+namespace pixcon_shim {
+
+using torch::headeronly::ScalarType;
+
+namespace {
+
+Tensor workspace(size_t bytes) {
+  return torch::stable::empty({static_cast<int64_t>(bytes)}, ScalarType::Byte);
+}
+
+}  // namespace
+
+std::tuple<Tensor, Tensor, Tensor> contrastive_loss_cpu(
+    Tensor embeddings, Tensor labels, Tensor bag_offsets, std::optional<Tensor> anchor_mask,
+    std::optional<Tensor> contrast_mask, std::optional<Tensor> image_ids, double temperature,
+    int64_t ignore_index, std::string_view denominator, bool self_positive) {
+  const char* op = "pixcon.contrastive_loss";
+  LossProblem q = prepare_problem(op, embeddings, labels, bag_offsets, anchor_mask, contrast_mask,
+                                  image_ids, temperature, ignore_index, denominator, self_positive);
+  q.params.num_threads = static_cast<int>(torch::stable::get_num_threads());
+  const int64_t n = q.params.num_rows;
+  ScalarType acc = accumulation_type(embeddings);
+  Tensor loss = torch::stable::empty({n}, acc);
+  Tensor valid = torch::stable::empty({n}, ScalarType::Bool);
+  Tensor stats = torch::stable::empty({n, PIXCON_NUM_STATS}, acc);
+  size_t bytes = pixcon_cpu_forward_workspace_size(&q.params);
+  Tensor ws = workspace(bytes);
+  check_status(op, pixcon_cpu_contrastive_forward(&q.params, loss.data_ptr(),
+                                                  static_cast<uint8_t*>(valid.data_ptr()),
+                                                  stats.data_ptr(), ws.data_ptr(), bytes));
+  return {loss, valid, stats};
+}
+
+Tensor contrastive_loss_backward_cpu(Tensor grad_loss, Tensor embeddings, Tensor labels,
+                                     Tensor bag_offsets, std::optional<Tensor> anchor_mask,
+                                     std::optional<Tensor> contrast_mask,
+                                     std::optional<Tensor> image_ids, Tensor stats,
+                                     double temperature, int64_t ignore_index,
+                                     std::string_view denominator, bool self_positive) {
+  const char* op = "pixcon.contrastive_loss_backward";
+  LossProblem q = prepare_problem(op, embeddings, labels, bag_offsets, anchor_mask, contrast_mask,
+                                  image_ids, temperature, ignore_index, denominator, self_positive);
+  q.params.num_threads = static_cast<int>(torch::stable::get_num_threads());
+  const int64_t n = q.params.num_rows;
+  ScalarType acc = accumulation_type(embeddings);
+  check_same_device(op, "grad_loss", grad_loss, embeddings);
+  check_same_device(op, "stats", stats, embeddings);
+  STD_TORCH_CHECK(grad_loss.dim() == 1 && grad_loss.size(0) == n, op,
+                  ": grad_loss must be 1-D with one entry per row of embeddings (", n, ")");
+  STD_TORCH_CHECK(stats.dim() == 2 && stats.size(0) == n && stats.size(1) == PIXCON_NUM_STATS, op,
+                  ": stats must be [N, ", PIXCON_NUM_STATS, "] as returned by the forward op");
+  Tensor g = torch::stable::contiguous(torch::stable::to(grad_loss, acc));
+  Tensor st = torch::stable::contiguous(torch::stable::to(stats, acc));
+  Tensor grad = torch::stable::empty({n, q.params.dim}, embeddings.scalar_type());
+  size_t bytes = pixcon_cpu_backward_workspace_size(&q.params);
+  Tensor ws = workspace(bytes);
+  check_status(op, pixcon_cpu_contrastive_backward(&q.params, g.data_ptr(), st.data_ptr(),
+                                                   grad.data_ptr(), ws.data_ptr(), bytes));
+  return grad;
+}
+
+}  // namespace pixcon_shim
