@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: set up from nothing, C unit tests of ops/ (plain and under
+# AddressSanitizer + UBSan) with ctest, then the Python suite with pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+for variant in plain asan; do
+  dir=build/ctest-$variant
+  sanitize=""
+  [ "$variant" = asan ] && sanitize="address,undefined"
+  cmake -S . -B "$dir" -G Ninja -DPIXCON_BUILD_SHIM=OFF -DPIXCON_SANITIZE="$sanitize" > /dev/null
+  cmake --build "$dir"
+  ctest --test-dir "$dir" --output-on-failure
+done
+status=0
+.venv/bin/python -m pytest tests "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: failing" >&2
+  exit 1
+fi
+exit "$status"
