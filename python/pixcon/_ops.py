@@ -5,12 +5,22 @@ from __future__ import annotations
 import torch
 
 
+def _check_devices(op: str, embeddings, **tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and t.device != embeddings.device:
+            raise RuntimeError(
+                f"{op}: {name} is on {t.device} but embeddings is on {embeddings.device}; "
+                "every tensor argument must be on the same device")
+
+
 @torch.library.register_fake("pixcon::contrastive_loss")
 def _contrastive_loss_fake(
     embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids,
     temperature, ignore_index, denominator, self_positive,
 ):
     torch._check(embeddings.dim() == 2, lambda: "pixcon.contrastive_loss: embeddings must be 2-D [N, D]")
+    _check_devices("pixcon.contrastive_loss", embeddings, labels=labels, bag_offsets=bag_offsets,
+                   anchor_mask=anchor_mask, contrast_mask=contrast_mask, image_ids=image_ids)
     n = embeddings.shape[0]
     acc = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
     return (
@@ -25,6 +35,9 @@ def _contrastive_loss_backward_fake(
     grad_loss, embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids,
     stats, temperature, ignore_index, denominator, self_positive,
 ):
+    _check_devices("pixcon.contrastive_loss_backward", embeddings, grad_loss=grad_loss, labels=labels,
+                   bag_offsets=bag_offsets, anchor_mask=anchor_mask, contrast_mask=contrast_mask,
+                   image_ids=image_ids, stats=stats)
     return embeddings.new_empty(embeddings.shape)
 
 
