@@ -1,0 +1,59 @@
+"""Memory is O(N*D): the N x N similarity matrix is never materialised.
+
+Forward + backward of the loss at N = 16641 rows (a 129 x 129 feature map, one
+bag), D = 256, float32 must raise the peak resident set size by less than
+300 MB (the similarity matrix alone would be 16641^2 * 4 B = 1.1 GB).  Measured
+in a fresh subprocess so that other tests' allocations do not hide the peak.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+LIMIT_MB = 300
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, resource
+    import torch
+    import pixcon
+
+    def peak_mb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+    g = torch.Generator().manual_seed(0)
+    n, d = 129 * 129, 256
+    z = torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1).requires_grad_(True)
+    labels = torch.randint(0, 19, (n,), generator=g)
+    labels[torch.rand(n, generator=g) < 0.05] = 255
+    upstream = torch.randn(n, generator=g)
+    # room for the gradient, touched up front: it is O(N*D) and not what we measure
+    z.grad = torch.zeros_like(z)
+    z.grad.zero_()
+
+    # warm up on a tiny problem (thread pools, lazy initialisation, autograd)
+    small = z[:64].detach().clone().requires_grad_(True)
+    for den in ("all", "pair"):
+        loss, _ = pixcon.contrastive_loss(small, labels[:64], denominator=den)
+        (loss * upstream[:64]).sum().backward()
+
+    before = peak_mb()
+    loss, valid = pixcon.contrastive_loss(z, labels, denominator="all")
+    (loss * upstream).sum().backward()
+    after = peak_mb()
+    ok = bool(torch.isfinite(loss).all() and torch.isfinite(z.grad).all() and valid.any())
+    print(json.dumps({"before_mb": before, "after_mb": after, "finite": ok}))
+    """
+)
+
+
+def test_forward_backward_n16641_d256_peak_rss_below_300mb():
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    delta = result["after_mb"] - result["before_mb"]
+    assert result["finite"]
+    assert delta < LIMIT_MB, f"peak RSS grew by {delta:.0f} MB (limit {LIMIT_MB} MB): {result}"
