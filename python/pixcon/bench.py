@@ -97,6 +97,14 @@ def _meminfo_available_bytes() -> Optional[float]:
         return None
 
 
+def _loadavg() -> Optional[List[float]]:
+    """1/5/15-minute load averages: other work on the machine makes timings noisy."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -388,6 +396,7 @@ def _machine_info(devices: Sequence[str]) -> Dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch_version": torch.__version__,
+        "loadavg_start": _loadavg(),
     }
     try:
         import pixcon
@@ -573,6 +582,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif r["impl"] == "reference" and r.get("median_s"):
             r["speedup"] = 1.0
 
+    machine["loadavg_end"] = _loadavg()
     title = (f"pixcon contrastive loss, fwd+bwd, float32, D={args.dim}, {args.classes} classes, "
              f"denominator={args.denominator}, median of {repeats} "
              f"| {machine['cpu_model']}, isa={machine.get('cpu_isa')}, "
