@@ -83,6 +83,15 @@ def test_matches_reference_at_n2000_d256_float64(denominator):
     compare(p, torch.float64, denominator=denominator, self_positive=denominator == "pair")
 
 
+@pytest.mark.parametrize("denominator", ["all", "pair"])
+def test_matches_reference_at_n1500_d256_float32_on_every_cpu_tier(cpu_isa, denominator):
+    """Many row/column tiles and threads, D not a multiple of any vector width
+    after the 256: exercises the blocked paths of each tier."""
+    p = make_problem(bag_sizes=[1500, 7, 300], d=256, num_classes=12, ignore_frac=0.05, dtype=torch.float32,
+                     seed=15, masks=True, num_images=3)
+    compare(p, torch.float32, denominator=denominator, self_positive=denominator == "all")
+
+
 def test_tiers_agree_with_each_other_float64():
     p = build("everything", torch.float64, seed=4)
     results = {}

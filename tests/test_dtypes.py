@@ -15,7 +15,7 @@ HALF_DTYPES = [torch.float16, torch.bfloat16]
 
 @pytest.mark.parametrize("denominator", ["all", "pair"])
 @pytest.mark.parametrize("dtype", HALF_DTYPES, ids=["f16", "bf16"])
-def test_half_precision_loss_matches_float32_on_the_rounded_values(dtype, denominator):
+def test_half_precision_loss_matches_float32_on_the_rounded_values(cpu_isa, dtype, denominator):
     p = make_problem(300, 32, num_classes=5, num_bags=2, ignore_frac=0.1, dtype=dtype, seed=50, masks=True)
     loss, valid, grad = loss_and_grad(pixcon.contrastive_loss, p, denominator=denominator)
     loss32, valid32, grad32 = loss_and_grad(pixcon.contrastive_loss, p, embeddings=p.embeddings.float(),

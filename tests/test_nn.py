@@ -1,5 +1,5 @@
 """pixcon.nn: PixelContrastiveLoss against the same pipeline composed by hand
-from the reference (normalise, resize, flatten pixels in (b, h, w) order, bags,
+from the reference (resize, normalise, flatten pixels in (b, h, w) order, bags,
 reduce), and ProjectionHead's structure."""
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ from pixcon import reference
 
 def reference_module(x, y, *, temperature=0.07, ignore_index=IGNORE, variant="image", denominator="all",
                      self_positive=False, normalize=True, size=None, reduction="mean", base_temperature=None):
-    """PixelContrastiveLoss spelled out with torch functions and the reference."""
-    if normalize:
-        x = F.normalize(x, dim=1)
+    """PixelContrastiveLoss spelled out with torch functions and the reference.
+
+    Order: resize (bilinear, align_corners=False), then L2-normalise, so the rows
+    entering the loss are unit vectors -- as in the official code of Zhao et al.
+    (google-research supervised_pixel_contrastive_loss: resize_bilinear, then the
+    projection head whose last step is l2_normalize)."""
     if size is not None:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    if normalize:
+        x = F.normalize(x, dim=1)
     b, d, h, w = x.shape
     y = F.interpolate(y[:, None].to(torch.float64), size=(h, w), mode="nearest")[:, 0].to(torch.int64)
     rows = x.permute(0, 2, 3, 1).reshape(b * h * w, d)
@@ -101,6 +106,18 @@ def test_ignore_index_option():
     x, y = seg_inputs(seed=6, ignore_frac=0.0)
     y[:, :3] = 7
     check_module(x, y, ignore_index=7, variant="batch", reduction="anchor_mean")
+
+
+def test_resized_rows_are_unit_vectors_when_normalize():
+    """normalize=True normalises after resizing: with a bilinear resize of unit
+    vectors (not unit any more), the loss equals the loss of renormalised rows."""
+    x, y = seg_inputs(seed=15, ignore_frac=0.0)
+    x = F.normalize(x, dim=1)
+    fn = pixcon.nn.PixelContrastiveLoss(size=(4, 5), reduction="none", normalize=True)
+    resized = F.interpolate(x, size=(4, 5), mode="bilinear", align_corners=False)
+    unit = pixcon.nn.PixelContrastiveLoss(size=None, reduction="none", normalize=False)
+    y_small = F.interpolate(y[:, None].double(), size=(4, 5), mode="nearest")[:, 0].long()
+    assert_close_f64(fn(x, y), unit(F.normalize(resized, dim=1), y_small))
 
 
 def test_labels_at_feature_resolution_are_used_as_is():
