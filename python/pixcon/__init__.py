@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 
 _ISA_CODES = {"scalar": 1, "avx2": 2, "avx512": 3}
 _ISA_NAMES = {code: name for name, code in _ISA_CODES.items()}
+_forced_isa: str | None = None
 
 
 def cpu_isa() -> str:
@@ -37,19 +38,22 @@ def available_cpu_isas() -> list[str]:
 def set_cpu_isa(name: str | None) -> None:
     """Forces a CPU tier (None: back to automatic detection). The PIXCON_CPU_ISA environment
     variable does the same at start-up."""
+    global _forced_isa
     if name is None:
         _lib.pixcon_cpu_set_isa(0)
+        _forced_isa = None
         return
     if name not in _ISA_CODES:
         raise ValueError(f"pixcon.set_cpu_isa: unknown tier {name!r}; choose from {list(_ISA_CODES)}")
     if _lib.pixcon_cpu_set_isa(_ISA_CODES[name]) != 0:
         raise RuntimeError(f"pixcon.set_cpu_isa: this CPU does not support {name!r} (available: {available_cpu_isas()})")
+    _forced_isa = name
 
 
 @contextlib.contextmanager
 def use_cpu_isa(name: str) -> Iterator[None]:
     """Context manager that runs the CPU kernels with the given tier, then restores it."""
-    previous = cpu_isa()
+    previous = _forced_isa
     set_cpu_isa(name)
     try:
         yield

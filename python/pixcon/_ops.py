@@ -62,3 +62,16 @@ def _backward(ctx, grad_loss, _grad_valid, _grad_stats):
 
 
 torch.library.register_autograd("pixcon::contrastive_loss", _backward, setup_context=_setup_context)
+
+
+def _setup_backward_context(ctx, inputs, output):
+    pass
+
+
+def _double_backward(ctx, grad_output):
+    raise RuntimeError(
+        "pixcon.contrastive_loss: double backward (the gradient of the gradient) is not supported")
+
+
+torch.library.register_autograd(
+    "pixcon::contrastive_loss_backward", _double_backward, setup_context=_setup_backward_context)
