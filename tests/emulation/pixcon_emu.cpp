@@ -1,7 +1,8 @@
 /* Runtime of the CPU emulation: grid execution with real threads and a checked block barrier,
  * cudaMalloc'd memory (poisoned, registered for range checks), copies, errors, and the cuBLAS GEMMs.
- * Cost: a launch creates blockDim threads once and runs the blocks in order; GEMM is naive O(m n k). */
-#include <condition_variable>
+ * Cost: persistent worker threads (one per thread of a block) run the blocks in order; GEMM is naive O(m n k). */
+#include <atomic>
+#include <memory>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -29,33 +30,34 @@ long long launches = 0;
   abort();
 }
 
-/* ---- block barrier: all threads of the block meet; a thread that leaves the kernel while others
- * wait in __syncthreads (divergent barrier, undefined on a GPU) aborts the run. ---- */
+/* ---- block barrier: all threads of the block meet (futex-based: waiters sleep on the generation
+ * counter). A thread that leaves the kernel while others wait in __syncthreads (a divergent barrier,
+ * undefined on a GPU) aborts the run. ---- */
 enum arrival { ARRIVE_SYNC = 1, ARRIVE_EXIT = 2 };
 
 class Barrier {
  public:
   explicit Barrier(unsigned count) : count_(count) {}
   void wait(int kind) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (waiting_ == 0) kind_ = kind;
-    else if (kind_ != kind) die("__syncthreads reached by only part of a block (divergent barrier)");
-    if (++waiting_ == count_) {
-      waiting_ = 0;
-      ++generation_;
-      cv_.notify_all();
+    uint32_t gen = generation_.load(std::memory_order_acquire);
+    kinds_.fetch_or(kind, std::memory_order_relaxed);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == count_) {
+      if (kinds_.load(std::memory_order_relaxed) != kind)
+        die("__syncthreads reached by only part of a block (divergent barrier)");
+      kinds_.store(0, std::memory_order_relaxed);
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_acq_rel);
+      generation_.notify_all();
       return;
     }
-    unsigned long long gen = generation_;
-    cv_.wait(lock, [&] { return generation_ != gen; });
+    while (generation_.load(std::memory_order_acquire) == gen) generation_.wait(gen, std::memory_order_acquire);
   }
 
  private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  unsigned count_, waiting_ = 0;
-  unsigned long long generation_ = 0;
-  int kind_ = 0;
+  unsigned count_;
+  std::atomic<unsigned> arrived_{0};
+  std::atomic<int> kinds_{0};
+  std::atomic<uint32_t> generation_{0};
 };
 
 thread_local Barrier *block_barrier = nullptr;
@@ -77,6 +79,94 @@ bool is_device_range(const void *p, size_t bytes) {
 
 long long launch_count() { return launches; }
 
+namespace {
+
+/* One launch: the body every thread runs for every block, and the geometry. */
+struct Job {
+  thread_body body;
+  void *context;
+  dim3 grid, block;
+  unsigned long long blocks;
+  Barrier *barrier;
+};
+
+/* Persistent workers, one per thread of the largest block launched so far; worker t plays thread t
+ * of every block of a launch, the blocks in order. */
+class Pool {
+ public:
+  ~Pool() {
+    stop_ = true;
+    for (auto &w : workers_) {
+      w->go.fetch_add(1);
+      w->go.notify_one();
+    }
+    for (auto &w : workers_) w->thread.join();
+  }
+
+  void run(const Job &job, unsigned threads) {
+    std::lock_guard<std::mutex> lock(launch_mutex_); /* one launch at a time */
+    while (workers_.size() < threads) {
+      workers_.emplace_back(new Worker);
+      Worker *w = workers_.back().get();
+      unsigned id = (unsigned)workers_.size() - 1;
+      w->thread = std::thread([this, w, id] { loop(w, id); });
+    }
+    job_ = job;
+    remaining_.store(threads);
+    for (unsigned t = 0; t < threads; ++t) {
+      workers_[t]->go.fetch_add(1, std::memory_order_release);
+      workers_[t]->go.notify_one();
+    }
+    for (unsigned left; (left = remaining_.load(std::memory_order_acquire)) != 0;)
+      remaining_.wait(left, std::memory_order_acquire);
+  }
+
+ private:
+  struct Worker {
+    std::atomic<uint32_t> go{0};
+    std::thread thread;
+  };
+
+  void loop(Worker *w, unsigned t) {
+    uint32_t seen = 0;
+    for (;;) {
+      uint32_t now;
+      while ((now = w->go.load(std::memory_order_acquire)) == seen) w->go.wait(seen, std::memory_order_acquire);
+      seen = now;
+      if (stop_) return;
+      const Job &job = job_;
+      blockDim = job.block;
+      gridDim = job.grid;
+      threadIdx.x = t % job.block.x;
+      threadIdx.y = t / job.block.x % job.block.y;
+      threadIdx.z = t / (job.block.x * job.block.y);
+      block_barrier = job.barrier;
+      for (unsigned long long b = 0; b < job.blocks; ++b) {
+        blockIdx.x = (unsigned)(b % job.grid.x);
+        blockIdx.y = (unsigned)(b / job.grid.x % job.grid.y);
+        blockIdx.z = (unsigned)(b / ((unsigned long long)job.grid.x * job.grid.y));
+        job.body(job.context);
+        job.barrier->wait(ARRIVE_EXIT); /* the block ends when all its threads have left the kernel */
+      }
+      block_barrier = nullptr;
+      if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) remaining_.notify_all();
+    }
+  }
+
+  std::mutex launch_mutex_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  Job job_{};
+  std::atomic<unsigned> remaining_{0};
+  std::atomic<bool> stop_{false};
+};
+
+Pool &pool() {
+  static Pool p;
+  return p;
+}
+
+}  // namespace
+
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, thread_body body, void *context) {
   (void)stream; /* the emulation is synchronous: launches run in issue order */
   unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
@@ -88,28 +178,8 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, t
   }
   ++launches;
   Barrier barrier((unsigned)threads);
-  unsigned long long blocks = (unsigned long long)grid.x * grid.y * grid.z;
-  std::vector<std::thread> pool;
-  pool.reserve(threads);
-  for (unsigned long long t = 0; t < threads; ++t) {
-    pool.emplace_back([=, &barrier] {
-      blockDim = block;
-      gridDim = grid;
-      threadIdx.x = (unsigned)(t % block.x);
-      threadIdx.y = (unsigned)(t / block.x % block.y);
-      threadIdx.z = (unsigned)(t / ((unsigned long long)block.x * block.y));
-      block_barrier = &barrier;
-      for (unsigned long long b = 0; b < blocks; ++b) {
-        blockIdx.x = (unsigned)(b % grid.x);
-        blockIdx.y = (unsigned)(b / grid.x % grid.y);
-        blockIdx.z = (unsigned)(b / ((unsigned long long)grid.x * grid.y));
-        body(context);
-        barrier.wait(ARRIVE_EXIT); /* the block ends when all its threads have left the kernel */
-      }
-      block_barrier = nullptr;
-    });
-  }
-  for (auto &th : pool) th.join();
+  Job job{body, context, grid, block, (unsigned long long)grid.x * grid.y * grid.z, &barrier};
+  pool().run(job, (unsigned)threads);
 }
 
 }  // namespace pixcon_emu

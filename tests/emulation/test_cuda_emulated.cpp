@@ -264,7 +264,11 @@ void run_case(cublasHandle_t handle, cudaStream_t stream, Problem &q) {
 }  // namespace
 
 int main(int argc, char **argv) {
-  bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+  bool quick = false, fail_fast = false;
+  for (int a = 1; a < argc; ++a) {
+    if (strcmp(argv[a], "--quick") == 0) quick = true;
+    else if (strcmp(argv[a], "--fail-fast") == 0) fail_fast = true; /* stop at the first failing case */
+  }
   cublasHandle_t handle;
   if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) return 2;
   cudaStream_t stream;
@@ -292,6 +296,10 @@ int main(int argc, char **argv) {
         Problem q = make_problem(n, sizes[s][1], sizes[s][2], 1 + (int)below(5), dtypes[t], options, transposed, limit);
         run_case(handle, stream, q);
         ++cases;
+        if (fail_fast && failures) {
+          printf("%d cases, %d mismatches (stopped at the first failing case)\n", cases, failures);
+          return 1;
+        }
       }
   /* no rows at all */
   {
