@@ -14,12 +14,10 @@
 #include "cublas_v2.h"
 #include "pixcon_emu.h"
 
-thread_local uint3 threadIdx;
-thread_local uint3 blockIdx;
-thread_local dim3 blockDim;
-thread_local dim3 gridDim;
-
 namespace pixcon_emu {
+
+static thread_local Geometry current_geometry;
+Geometry &geometry() { return current_geometry; }
 namespace {
 
 thread_local cudaError_t last_error = cudaSuccess;
@@ -135,8 +133,8 @@ class Pool {
       seen = now;
       if (stop_) return;
       const Job &job = job_;
-      blockDim = job.block;
-      gridDim = job.grid;
+      blockDim = uint3{job.block.x, job.block.y, job.block.z};
+      gridDim = uint3{job.grid.x, job.grid.y, job.grid.z};
       threadIdx.x = t % job.block.x;
       threadIdx.y = t / job.block.x % job.block.y;
       threadIdx.z = t / (job.block.x * job.block.y);

@@ -37,11 +37,21 @@ typedef struct uint3 {
 struct dim3 {
   unsigned int x, y, z;
   constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
+  constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
 };
-extern thread_local uint3 threadIdx;
-extern thread_local uint3 blockIdx;
-extern thread_local dim3 blockDim;
-extern thread_local dim3 gridDim;
+/* The geometry of the calling emulated thread. threadIdx, blockIdx, blockDim and gridDim are
+ * macros for its members (blockDim and gridDim as uint3: same members, convertible to dim3), so
+ * kernels read them as on a GPU while the thread_local itself stays inside the runtime. */
+namespace pixcon_emu {
+struct Geometry {
+  uint3 thread, block, block_dim, grid_dim;
+};
+Geometry &geometry();
+}  // namespace pixcon_emu
+#define threadIdx (::pixcon_emu::geometry().thread)
+#define blockIdx (::pixcon_emu::geometry().block)
+#define blockDim (::pixcon_emu::geometry().block_dim)
+#define gridDim (::pixcon_emu::geometry().grid_dim)
 constexpr int warpSize = 32;
 #endif
 
