@@ -44,6 +44,7 @@ void store(void *base, cudaDataType t, size_t k, double v) {
       ((uint16_t *)base)[k] = (uint16_t)(((u >> 16) & 0x8000u) | ((e - 112) << 10) | ((u >> 13) & 0x3ffu));
       break;
     }
+    default: break;
   }
 }
 
