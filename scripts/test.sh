@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: set up from nothing, C unit tests of ops/ (plain and under
-# AddressSanitizer + UBSan) with ctest, then the Python suite with pytest.
+# AddressSanitizer + UBSan) with ctest, the CUDA kernels of ops/cuda run on the CPU under
+# tests/emulation, then the Python suite with pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,6 +13,9 @@ for variant in plain asan; do
   cmake --build "$dir"
   ctest --test-dir "$dir" --output-on-failure
 done
+cmake -S tests/emulation -B build/emulation -G Ninja > /dev/null
+cmake --build build/emulation
+ctest --test-dir build/emulation --output-on-failure
 status=0
 .venv/bin/python -m pytest tests "$@" || status=$?
 if [ "$status" -eq 5 ]; then
