@@ -96,6 +96,20 @@ void check_status(const char* op, pixcon_status status) {
   STD_TORCH_CHECK(status == PIXCON_OK, op, ": kernel failed with status ", static_cast<int>(status));
 }
 
+std::pair<Tensor, Tensor> prepare_backward_inputs(const char* op, const Tensor& grad_loss,
+                                                  const Tensor& stats, const Tensor& embeddings) {
+  const int64_t n = embeddings.size(0);
+  check_same_device(op, "grad_loss", grad_loss, embeddings);
+  check_same_device(op, "stats", stats, embeddings);
+  STD_TORCH_CHECK(grad_loss.dim() == 1 && grad_loss.size(0) == n, op,
+                  ": grad_loss must be 1-D with one entry per row of embeddings (", n, ")");
+  STD_TORCH_CHECK(stats.dim() == 2 && stats.size(0) == n && stats.size(1) == PIXCON_NUM_STATS, op,
+                  ": stats must be [N, ", PIXCON_NUM_STATS, "] as returned by the forward op");
+  ScalarType acc = accumulation_type(embeddings);
+  return {torch::stable::contiguous(torch::stable::to(grad_loss, acc)),
+          torch::stable::contiguous(torch::stable::to(stats, acc))};
+}
+
 LossProblem prepare_problem(const char* op, const Tensor& embeddings, const Tensor& labels,
                             const Tensor& bag_offsets, const std::optional<Tensor>& anchor_mask,
                             const std::optional<Tensor>& contrast_mask,

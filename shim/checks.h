@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <torch/csrc/stable/tensor.h>
 
@@ -35,5 +36,10 @@ torch::headeronly::ScalarType accumulation_type(const Tensor& embeddings);
 void check_same_device(const char* op, const char* name, const Tensor& t, const Tensor& embeddings);
 
 void check_status(const char* op, pixcon_status status);
+
+// grad_loss [N] and stats [N, PIXCON_NUM_STATS] of the backward op, converted to the
+// accumulation type and made contiguous.
+std::pair<Tensor, Tensor> prepare_backward_inputs(const char* op, const Tensor& grad_loss,
+                                                  const Tensor& stats, const Tensor& embeddings);
 
 }  // namespace pixcon_shim

@@ -51,15 +51,7 @@ Tensor contrastive_loss_backward_cpu(Tensor grad_loss, Tensor embeddings, Tensor
                                   image_ids, temperature, ignore_index, denominator, self_positive);
   q.params.num_threads = static_cast<int>(torch::stable::get_num_threads());
   const int64_t n = q.params.num_rows;
-  ScalarType acc = accumulation_type(embeddings);
-  check_same_device(op, "grad_loss", grad_loss, embeddings);
-  check_same_device(op, "stats", stats, embeddings);
-  STD_TORCH_CHECK(grad_loss.dim() == 1 && grad_loss.size(0) == n, op,
-                  ": grad_loss must be 1-D with one entry per row of embeddings (", n, ")");
-  STD_TORCH_CHECK(stats.dim() == 2 && stats.size(0) == n && stats.size(1) == PIXCON_NUM_STATS, op,
-                  ": stats must be [N, ", PIXCON_NUM_STATS, "] as returned by the forward op");
-  Tensor g = torch::stable::contiguous(torch::stable::to(grad_loss, acc));
-  Tensor st = torch::stable::contiguous(torch::stable::to(stats, acc));
+  auto [g, st] = prepare_backward_inputs(op, grad_loss, stats, embeddings);
   Tensor grad = torch::stable::empty({n, q.params.dim}, embeddings.scalar_type());
   size_t bytes = pixcon_cpu_backward_workspace_size(&q.params);
   Tensor ws = workspace(bytes);

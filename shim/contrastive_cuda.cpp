@@ -124,15 +124,7 @@ Tensor contrastive_loss_backward_cuda(Tensor grad_loss, Tensor embeddings, Tenso
   CudaProblem c = prepare_cuda(op, embeddings, labels, bag_offsets, anchor_mask, contrast_mask,
                                image_ids, temperature, ignore_index, denominator, self_positive);
   const int64_t n = c.params.base.num_rows;
-  ScalarType acc = accumulation_type(embeddings);
-  check_same_device(op, "grad_loss", grad_loss, embeddings);
-  check_same_device(op, "stats", stats, embeddings);
-  STD_TORCH_CHECK(grad_loss.dim() == 1 && grad_loss.size(0) == n, op,
-                  ": grad_loss must be 1-D with one entry per row of embeddings (", n, ")");
-  STD_TORCH_CHECK(stats.dim() == 2 && stats.size(0) == n && stats.size(1) == PIXCON_NUM_STATS, op,
-                  ": stats must be [N, ", PIXCON_NUM_STATS, "] as returned by the forward op");
-  Tensor g = torch::stable::contiguous(torch::stable::to(grad_loss, acc));
-  Tensor st = torch::stable::contiguous(torch::stable::to(stats, acc));
+  auto [g, st] = prepare_backward_inputs(op, grad_loss, stats, embeddings);
   Tensor grad = empty_on(embeddings, {n, c.params.base.dim}, embeddings.scalar_type());
   size_t bytes = pixcon_cuda_backward_workspace_size(&c.params);
   Tensor ws = empty_on(embeddings, {static_cast<int64_t>(bytes)}, ScalarType::Byte);
