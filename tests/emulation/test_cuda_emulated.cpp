@@ -1,5 +1,6 @@
 /* Agreement test: the CUDA kernels of ops/cuda (run under the CPU emulation, or on a GPU when built
- * with nvcc) against pixcon_reference_contrastive_forward/backward on a matrix of small random problems.
+ * with nvcc) against pixcon_reference_contrastive_forward/backward and against the tiled CPU kernels
+ * (pixcon_cpu_contrastive_forward/backward) on a matrix of small random problems.
  * Cost: O(cases * N^2 D) on the CPU; each emulated launch runs real threads (seconds in total). */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -160,6 +161,50 @@ void check_close(const std::string &ctx, const char *what, int64_t at, double go
   }
 }
 
+/* CUDA outputs (raw bytes) against expected values (doubles) for every row and gradient entry. */
+void compare(const std::string &ctx, int64_t n, int64_t d, pixcon_dtype dtype, pixcon_dtype acc_t,
+             const std::vector<unsigned char> &loss, const std::vector<uint8_t> &valid,
+             const std::vector<unsigned char> &stats, const std::vector<unsigned char> &grad,
+             const std::vector<double> &want_loss, const std::vector<uint8_t> &want_valid,
+             const std::vector<double> &want_stats, const std::vector<double> &want_grad, double tol) {
+  for (int64_t r = 0; r < n; ++r) {
+    if (valid[r] != want_valid[r]) {
+      if (failures < 25) fprintf(stderr, "FAIL %s valid[%lld]: %d vs %d\n", ctx.c_str(), (long long)r, valid[r], want_valid[r]);
+      ++failures;
+    }
+    check_close(ctx, "loss", r, elem(loss, acc_t, r), want_loss[r], tol);
+    check_close(ctx, "stat_lse", r, elem(stats, acc_t, 3 * r), want_stats[3 * r], tol);
+    check_close(ctx, "stat_w", r, elem(stats, acc_t, 3 * r + 1), want_stats[3 * r + 1], tol);
+    check_close(ctx, "stat_npos", r, elem(stats, acc_t, 3 * r + 2), want_stats[3 * r + 2], 0);
+  }
+  double scale = 0;
+  for (int64_t k = 0; k < n * d; ++k) scale = fmax(scale, fabs(want_grad[k]));
+  for (int64_t k = 0; k < n * d; ++k)
+    check_close(ctx, "grad", k, elem(grad, dtype, k) / (1 + scale), want_grad[k] / (1 + scale), tol);
+}
+
+/* The tiled CPU kernels on the same host problem and upstream gradient, widened to double. */
+bool run_cpu_kernels(const pixcon_loss_params &hp, const std::vector<unsigned char> &gacc, std::vector<double> &loss,
+                     std::vector<uint8_t> &valid, std::vector<double> &stats, std::vector<double> &grad) {
+  int64_t n = hp.num_rows, d = hp.dim;
+  pixcon_dtype acc_t = hp.dtype == PIXCON_FLOAT64 ? PIXCON_FLOAT64 : PIXCON_FLOAT32;
+  size_t acc = acc_t == PIXCON_FLOAT64 ? 8 : 4;
+  std::vector<unsigned char> l(acc * n + 1), st(3 * acc * n + 1), gr(esize(hp.dtype) * n * d + 1);
+  valid.assign(n + 1, 0);
+  size_t fws = pixcon_cpu_forward_workspace_size(&hp), bws = pixcon_cpu_backward_workspace_size(&hp);
+  std::vector<unsigned char> ws(fws > bws ? fws : bws);
+  if (pixcon_cpu_contrastive_forward(&hp, l.data(), valid.data(), st.data(), ws.data(), fws) != PIXCON_OK ||
+      pixcon_cpu_contrastive_backward(&hp, gacc.data(), st.data(), gr.data(), ws.data(), bws) != PIXCON_OK)
+    return false;
+  loss.resize(n + 1);
+  stats.resize(3 * n + 3);
+  grad.resize(n * d + 1);
+  for (int64_t r = 0; r < n; ++r) loss[r] = elem(l, acc_t, r);
+  for (int64_t k = 0; k < 3 * n; ++k) stats[k] = elem(st, acc_t, k);
+  for (int64_t k = 0; k < n * d; ++k) grad[k] = elem(gr, hp.dtype, k);
+  return true;
+}
+
 void run_case(cublasHandle_t handle, cudaStream_t stream, Problem &q) {
   char buf[200];
   snprintf(buf, sizeof buf, "[n=%lld d=%lld bags=%lld options=%d dtype=%d transposed=%d limit=%zu]", (long long)q.n,
@@ -240,20 +285,18 @@ void run_case(cublasHandle_t handle, cudaStream_t stream, Problem &q) {
     CHECK_CUDA(cudaMemcpy(valid.data(), dvalid, n, cudaMemcpyDeviceToHost));
     CHECK_CUDA(cudaMemcpy(grad.data(), dgrad, esize(q.dtype) * n * d, cudaMemcpyDeviceToHost));
     pixcon_dtype acc_t = f64 ? PIXCON_FLOAT64 : PIXCON_FLOAT32;
-    for (int64_t r = 0; r < n; ++r) {
-      if (valid[r] != ref_valid[r]) {
-        if (failures < 25) fprintf(stderr, "FAIL %s valid[%lld]: %d vs %d\n", ctx.c_str(), (long long)r, valid[r], ref_valid[r]);
-        ++failures;
-      }
-      check_close(ctx, "loss", r, elem(loss, acc_t, r), ref_loss[r], tol);
-      check_close(ctx, "stat_lse", r, elem(stats, acc_t, 3 * r), ref_stats[3 * r], tol);
-      check_close(ctx, "stat_w", r, elem(stats, acc_t, 3 * r + 1), ref_stats[3 * r + 1], tol);
-      check_close(ctx, "stat_npos", r, elem(stats, acc_t, 3 * r + 2), ref_stats[3 * r + 2], 0);
+    /* against the plain reference, then against the CPU kernels (the tier dispatch picks) */
+    compare(ctx + " vs reference", n, d, q.dtype, acc_t, loss, valid, stats, grad, ref_loss, ref_valid,
+            ref_stats, ref_grad, tol);
+    std::vector<double> cpu_loss, cpu_stats, cpu_grad;
+    std::vector<uint8_t> cpu_valid;
+    if (run_cpu_kernels(hp, gacc, cpu_loss, cpu_valid, cpu_stats, cpu_grad)) {
+      compare(ctx + " vs cpu", n, d, q.dtype, acc_t, loss, valid, stats, grad, cpu_loss, cpu_valid, cpu_stats,
+              cpu_grad, tol);
+    } else {
+      fprintf(stderr, "FAIL %s: the CPU kernels rejected the problem\n", ctx.c_str());
+      ++failures;
     }
-    double scale = 0;
-    for (int64_t k = 0; k < n * d; ++k) scale = fmax(scale, fabs(ref_grad[k]));
-    for (int64_t k = 0; k < n * d; ++k)
-      check_close(ctx, "grad", k, elem(grad, q.dtype, k) / (1 + scale), ref_grad[k] / (1 + scale), tol);
   }
   cudaFree(dz); cudaFree(dlabels); cudaFree(dimages); cudaFree(danchor); cudaFree(dcontrast);
   cudaFree(dws_f); cudaFree(dws_b); cudaFree(dloss); cudaFree(dstats); cudaFree(dvalid); cudaFree(dgl); cudaFree(dgrad);
