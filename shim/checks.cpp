@@ -83,6 +83,17 @@ ScalarType accumulation_type(const Tensor& embeddings) {
   return embeddings.scalar_type() == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
 }
 
+Tensor empty_on(const Tensor& like, std::vector<int64_t> sizes, ScalarType dtype) {
+  return torch::stable::empty(sizes, dtype, std::nullopt, like.device());
+}
+
+ForwardOutputs empty_forward_outputs(const Tensor& embeddings) {
+  const int64_t n = embeddings.size(0);
+  ScalarType acc = accumulation_type(embeddings);
+  return {empty_on(embeddings, {n}, acc), empty_on(embeddings, {n}, ScalarType::Bool),
+          empty_on(embeddings, {n, PIXCON_NUM_STATS}, acc)};
+}
+
 void check_same_device(const char* op, const char* name, const Tensor& t, const Tensor& z) {
   STD_TORCH_CHECK(t.is_cpu() == z.is_cpu() && t.is_cuda() == z.is_cuda() &&
                       (!t.is_cuda() || t.get_device_index() == z.get_device_index()),

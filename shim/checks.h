@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <torch/csrc/stable/tensor.h>
 
@@ -28,6 +29,15 @@ LossProblem prepare_problem(const char* op, const Tensor& embeddings, const Tens
                             const std::optional<Tensor>& image_ids, double temperature,
                             int64_t ignore_index, std::string_view denominator,
                             bool self_positive);
+
+// An uninitialised tensor on the device of `like`.
+Tensor empty_on(const Tensor& like, std::vector<int64_t> sizes, torch::headeronly::ScalarType dtype);
+
+// The forward op's outputs for these embeddings: loss [N], valid [N], stats [N, PIXCON_NUM_STATS].
+struct ForwardOutputs {
+  Tensor loss, valid, stats;
+};
+ForwardOutputs empty_forward_outputs(const Tensor& embeddings);
 
 // The dtype of losses, statistics and the upstream gradient for these embeddings.
 torch::headeronly::ScalarType accumulation_type(const Tensor& embeddings);

@@ -11,14 +11,6 @@ namespace pixcon_shim {
 
 using torch::headeronly::ScalarType;
 
-namespace {
-
-Tensor workspace(size_t bytes) {
-  return torch::stable::empty({static_cast<int64_t>(bytes)}, ScalarType::Byte);
-}
-
-}  // namespace
-
 std::tuple<Tensor, Tensor, Tensor> contrastive_loss_cpu(
     Tensor embeddings, Tensor labels, Tensor bag_offsets, std::optional<Tensor> anchor_mask,
     std::optional<Tensor> contrast_mask, std::optional<Tensor> image_ids, double temperature,
@@ -27,17 +19,13 @@ std::tuple<Tensor, Tensor, Tensor> contrastive_loss_cpu(
   LossProblem q = prepare_problem(op, embeddings, labels, bag_offsets, anchor_mask, contrast_mask,
                                   image_ids, temperature, ignore_index, denominator, self_positive);
   q.params.num_threads = static_cast<int>(torch::stable::get_num_threads());
-  const int64_t n = q.params.num_rows;
-  ScalarType acc = accumulation_type(embeddings);
-  Tensor loss = torch::stable::empty({n}, acc);
-  Tensor valid = torch::stable::empty({n}, ScalarType::Bool);
-  Tensor stats = torch::stable::empty({n, PIXCON_NUM_STATS}, acc);
+  ForwardOutputs out = empty_forward_outputs(embeddings);
   size_t bytes = pixcon_cpu_forward_workspace_size(&q.params);
-  Tensor ws = workspace(bytes);
-  check_status(op, pixcon_cpu_contrastive_forward(&q.params, loss.data_ptr(),
-                                                  static_cast<uint8_t*>(valid.data_ptr()),
-                                                  stats.data_ptr(), ws.data_ptr(), bytes));
-  return {loss, valid, stats};
+  Tensor ws = empty_on(embeddings, {static_cast<int64_t>(bytes)}, ScalarType::Byte);
+  check_status(op, pixcon_cpu_contrastive_forward(&q.params, out.loss.data_ptr(),
+                                                  static_cast<uint8_t*>(out.valid.data_ptr()),
+                                                  out.stats.data_ptr(), ws.data_ptr(), bytes));
+  return {out.loss, out.valid, out.stats};
 }
 
 Tensor contrastive_loss_backward_cpu(Tensor grad_loss, Tensor embeddings, Tensor labels,
@@ -52,9 +40,9 @@ Tensor contrastive_loss_backward_cpu(Tensor grad_loss, Tensor embeddings, Tensor
   q.params.num_threads = static_cast<int>(torch::stable::get_num_threads());
   const int64_t n = q.params.num_rows;
   auto [g, st] = prepare_backward_inputs(op, grad_loss, stats, embeddings);
-  Tensor grad = torch::stable::empty({n, q.params.dim}, embeddings.scalar_type());
+  Tensor grad = empty_on(embeddings, {n, q.params.dim}, embeddings.scalar_type());
   size_t bytes = pixcon_cpu_backward_workspace_size(&q.params);
-  Tensor ws = workspace(bytes);
+  Tensor ws = empty_on(embeddings, {static_cast<int64_t>(bytes)}, ScalarType::Byte);
   check_status(op, pixcon_cpu_contrastive_backward(&q.params, g.data_ptr(), st.data_ptr(),
                                                    grad.data_ptr(), ws.data_ptr(), bytes));
   return grad;

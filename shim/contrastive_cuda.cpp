@@ -86,10 +86,6 @@ void check_cuda_status(const char* op, pixcon_status status) {
   check_status(op, status);
 }
 
-Tensor empty_on(const Tensor& like, std::vector<int64_t> sizes, ScalarType dtype) {
-  return torch::stable::empty(sizes, dtype, std::nullopt, like.device());
-}
-
 }  // namespace
 
 std::tuple<Tensor, Tensor, Tensor> contrastive_loss_cuda(
@@ -100,17 +96,13 @@ std::tuple<Tensor, Tensor, Tensor> contrastive_loss_cuda(
   torch::stable::accelerator::DeviceGuard guard(embeddings.get_device_index());
   CudaProblem c = prepare_cuda(op, embeddings, labels, bag_offsets, anchor_mask, contrast_mask,
                                image_ids, temperature, ignore_index, denominator, self_positive);
-  const int64_t n = c.params.base.num_rows;
-  ScalarType acc = accumulation_type(embeddings);
-  Tensor loss = empty_on(embeddings, {n}, acc);
-  Tensor valid = empty_on(embeddings, {n}, ScalarType::Bool);
-  Tensor stats = empty_on(embeddings, {n, PIXCON_NUM_STATS}, acc);
+  ForwardOutputs out = empty_forward_outputs(embeddings);
   size_t bytes = pixcon_cuda_forward_workspace_size(&c.params);
   Tensor ws = empty_on(embeddings, {static_cast<int64_t>(bytes)}, ScalarType::Byte);
   check_cuda_status(op, pixcon_cuda_contrastive_forward(
-                            &c.params, loss.data_ptr(), static_cast<uint8_t*>(valid.data_ptr()),
-                            stats.data_ptr(), ws.data_ptr(), bytes));
-  return {loss, valid, stats};
+                            &c.params, out.loss.data_ptr(), static_cast<uint8_t*>(out.valid.data_ptr()),
+                            out.stats.data_ptr(), ws.data_ptr(), bytes));
+  return {out.loss, out.valid, out.stats};
 }
 
 Tensor contrastive_loss_backward_cuda(Tensor grad_loss, Tensor embeddings, Tensor labels,
