@@ -83,7 +83,8 @@ static pixcon_status fail(char *message, size_t size, const char *fmt, ...) {
   return PIXCON_ERROR_INVALID_ARGUMENT;
 }
 
-pixcon_status pixcon_loss_params_check(const pixcon_loss_params *p, char *message, size_t size) {
+pixcon_status pixcon_loss_params_check_shape(const pixcon_loss_params *p, char *message,
+                                             size_t size) {
   if (message && size > 0) message[0] = '\0';
   if (!p) return fail(message, size, "params is NULL");
   if (p->num_rows < 0) return fail(message, size, "embeddings: negative number of rows");
@@ -107,6 +108,12 @@ pixcon_status pixcon_loss_params_check(const pixcon_loss_params *p, char *messag
   if (p->bag_offsets[p->num_bags] != p->num_rows)
     return fail(message, size, "bag_offsets must end at the number of rows %lld, got %lld",
                 (long long)p->num_rows, (long long)p->bag_offsets[p->num_bags]);
+  return PIXCON_OK;
+}
+
+pixcon_status pixcon_loss_params_check(const pixcon_loss_params *p, char *message, size_t size) {
+  pixcon_status st = pixcon_loss_params_check_shape(p, message, size);
+  if (st != PIXCON_OK) return st;
   for (int64_t r = 0; r < p->num_rows; ++r)
     if (p->labels[r] < 0 && p->labels[r] != p->ignore_index)
       return fail(message, size, "labels must be >= 0 or ignore_index (%lld), found %lld at row %lld",

@@ -417,27 +417,8 @@ pixcon_status pixcon_cuda_loss_params_check(const pixcon_cuda_loss_params *q, ch
   if (message && size > 0) message[0] = '\0';
   if (!q) return fail(message, size, "params is NULL");
   const pixcon_loss_params *p = &q->base;
-  if (p->num_rows < 0) return fail(message, size, "embeddings: negative number of rows");
-  if (p->dim < 1) return fail(message, size, "embeddings: need at least one feature column, got %lld", (long long)p->dim);
-  if (p->num_rows > 0 && (!p->embeddings || !p->labels))
-    return fail(message, size, "embeddings and labels must not be NULL");
-  if (p->dtype < PIXCON_FLOAT32 || p->dtype > PIXCON_BFLOAT16)
-    return fail(message, size, "embeddings: unsupported dtype code %d", (int)p->dtype);
-  if (!(p->temperature > 0) || p->temperature != p->temperature || p->temperature > 1.7976931348623157e308)
-    return fail(message, size, "temperature must be a positive finite number, got %g", p->temperature);
-  if (p->denominator != PIXCON_DENOMINATOR_ALL && p->denominator != PIXCON_DENOMINATOR_PAIR)
-    return fail(message, size, "denominator: unknown code %d", (int)p->denominator);
-  if (p->num_bags < 1 || !p->bag_offsets)
-    return fail(message, size, "bag_offsets must hold at least two entries [0, ..., N] (host memory)");
-  if (p->bag_offsets[0] != 0)
-    return fail(message, size, "bag_offsets must start at 0, got %lld", (long long)p->bag_offsets[0]);
-  for (int64_t b = 0; b < p->num_bags; ++b)
-    if (p->bag_offsets[b + 1] < p->bag_offsets[b])
-      return fail(message, size, "bag_offsets must be non-decreasing (offsets[%lld] = %lld > offsets[%lld] = %lld)",
-                  (long long)b, (long long)p->bag_offsets[b], (long long)(b + 1), (long long)p->bag_offsets[b + 1]);
-  if (p->bag_offsets[p->num_bags] != p->num_rows)
-    return fail(message, size, "bag_offsets must end at the number of rows %lld, got %lld",
-                (long long)p->num_rows, (long long)p->bag_offsets[p->num_bags]);
+  pixcon_status st = pixcon_loss_params_check_shape(p, message, size);  /* offsets on the host */
+  if (st != PIXCON_OK) return st;
   for (int64_t b = 0; b < p->num_bags; ++b)
     if (p->bag_offsets[b + 1] - p->bag_offsets[b] > 2147483647)
       return fail(message, size, "bag %lld has more than 2^31 - 1 rows (cuBLAS int sizes)", (long long)b);

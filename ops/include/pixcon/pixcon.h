@@ -84,6 +84,11 @@ typedef struct pixcon_loss_params {
 pixcon_status pixcon_loss_params_check(const pixcon_loss_params *p, char *message,
                                        size_t message_size);
 
+/* The same checks except the label range: reads no per-row data, only the (host) bag offsets,
+ * so it also serves callers whose rows live in device memory. */
+pixcon_status pixcon_loss_params_check_shape(const pixcon_loss_params *p, char *message,
+                                             size_t message_size);
+
 /* Bytes of workspace the CPU forward / backward need for p: O(N * D + threads * tile^2),
  * never O(N^2). */
 size_t pixcon_cpu_forward_workspace_size(const pixcon_loss_params *p);
