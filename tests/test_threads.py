@@ -1,0 +1,31 @@
+"""The CPU kernels follow torch.set_num_threads, and the result does not depend on it
+(tiles of one round never share rows, so every row accumulates in the same order)."""
+
+import pytest
+import torch
+
+import pixcon
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("denominator", ["all", "pair"])
+def test_loss_and_gradient_are_bitwise_equal_for_one_and_two_threads(denominator, restore_threads):
+    g = torch.Generator().manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(700, 32, generator=g), dim=1)
+    y = torch.randint(0, 5, (700,), generator=g)
+    offsets = torch.tensor([0, 300, 700])
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        zz = z.clone().requires_grad_()
+        loss, valid = pixcon.contrastive_loss(zz, y, offsets, denominator=denominator)
+        loss.sum().backward()
+        results.append((loss, valid, zz.grad))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
