@@ -25,7 +25,9 @@ typedef enum pixcon_status {
   PIXCON_OK = 0,
   PIXCON_ERROR_INVALID_ARGUMENT = 1,
   PIXCON_ERROR_WORKSPACE_TOO_SMALL = 2,
-  PIXCON_ERROR_UNSUPPORTED_ISA = 3
+  PIXCON_ERROR_UNSUPPORTED_ISA = 3,
+  PIXCON_ERROR_CUDA = 16,   /* CUDA entry points: a kernel launch or CUDA runtime call failed */
+  PIXCON_ERROR_CUBLAS = 17  /* CUDA entry points: a cuBLAS call returned an error */
 } pixcon_status;
 
 /* Element type of the embeddings (and of their gradient). Accumulation is float64 for

@@ -44,11 +44,6 @@ extern "C" {
 struct CUstream_st;   /* cudaStream_t is struct CUstream_st * */
 struct cublasContext; /* cublasHandle_t is struct cublasContext * */
 
-/* Additional status codes of the CUDA entry points (values outside pixcon_status's enumerators;
- * returned cast to pixcon_status). */
-#define PIXCON_ERROR_CUDA ((pixcon_status)16)   /* a kernel launch failed (cudaGetLastError) */
-#define PIXCON_ERROR_CUBLAS ((pixcon_status)17) /* a cuBLAS call returned an error */
-
 /* Default bound on the workspace (bytes) when workspace_limit is 0. */
 #define PIXCON_CUDA_DEFAULT_WORKSPACE_LIMIT ((size_t)256 << 20)
 
