@@ -12,6 +12,7 @@
 namespace pixcon_cuda {
 
 constexpr int kRowThreads = 128;  /* threads per row-reduction block */
+constexpr int kWeightRows = 4;    /* rows of S per backward-weights block (see RowInfo) */
 constexpr int kElemThreads = 256; /* threads per block of the element-wise kernels */
 constexpr int64_t kMaxElemBlocks = 4096;
 
@@ -174,35 +175,70 @@ __device__ __forceinline__ T upstream(const RowSets &sets, const T *grad_loss, c
   return sets.is_anchor(r) && stats[r * PIXCON_NUM_STATS + 2] >= 1 ? grad_loss[r] : (T)0;
 }
 
+/* An anchor row's part of w_ij, staged in shared memory by one thread and read by all: each
+ * column's own data (label, image, stats) is then loaded once per kWeightRows rows, not per row. */
+template <class T> struct RowInfo {
+  int64_t label, image;
+  bool contrast;
+  T g, stat, w, invp;
+};
+
+/* j in P(i) / N(i) from the staged data of anchor a = i and column c = j (as RowSets does). */
+template <class T>
+__device__ __forceinline__ bool staged_positive(const RowSets &sets, int64_t i, const RowInfo<T> &a, int64_t j,
+                                                const RowInfo<T> &c) {
+  return i == j ? sets.self_positive != 0 : c.contrast && c.label == a.label;
+}
+template <class T>
+__device__ __forceinline__ bool staged_negative(const RowSets &sets, int64_t i, const RowInfo<T> &a, int64_t j,
+                                                const RowInfo<T> &c) {
+  return i != j && c.contrast && c.label != a.label && (!sets.image || c.image == a.image);
+}
+
+template <class T>
+__device__ __forceinline__ RowInfo<T> row_info(const RowSets &sets, const T *grad_loss, const T *stats,
+                                               int64_t r) {
+  RowInfo<T> a;
+  a.label = sets.labels[r];
+  a.image = sets.image ? sets.image[r] : 0;
+  a.contrast = sets.is_contrast(r);
+  a.g = upstream(sets, grad_loss, stats, r);
+  a.stat = a.w = a.invp = 0;
+  if (a.g != 0) {
+    a.stat = stats[r * PIXCON_NUM_STATS + 0];
+    a.w = stats[r * PIXCON_NUM_STATS + 1];
+    a.invp = (T)1 / stats[r * PIXCON_NUM_STATS + 2];
+  }
+  return a;
+}
+
+/* Rows first .. first + kWeightRows - 1 of the row block (S rows, global rows row0 + ...). */
 template <class T>
 __global__ void __launch_bounds__(kRowThreads)
-backward_weights_kernel(T *S, int64_t ld, int64_t row0, int64_t bag0, int64_t bag_n, RowSets sets,
-                        const T *grad_loss, const T *stats) {
-  const int64_t i = row0 + blockIdx.x;
-  T *s = S + (int64_t)blockIdx.x * ld;
-  const int64_t yi = sets.labels[i], imi = sets.image ? sets.image[i] : 0;
-  const T gi = upstream(sets, grad_loss, stats, i);
-  T stat_i = 0, w_i = 0, invp_i = 0;
-  if (gi != 0) {
-    stat_i = stats[i * PIXCON_NUM_STATS + 0];
-    w_i = stats[i * PIXCON_NUM_STATS + 1];
-    invp_i = (T)1 / stats[i * PIXCON_NUM_STATS + 2];
-  }
+backward_weights_kernel(T *S, int64_t ld, int64_t row0, int64_t rows, int64_t bag0, int64_t bag_n,
+                        RowSets sets, const T *grad_loss, const T *stats) {
+  __shared__ RowInfo<T> info[kWeightRows];
+  const int64_t first = (int64_t)blockIdx.x * kWeightRows;
+  const int nrows = rows - first < kWeightRows ? (int)(rows - first) : kWeightRows;
+  if ((int)threadIdx.x < nrows) info[threadIdx.x] = row_info(sets, grad_loss, stats, row0 + first + threadIdx.x);
+  __syncthreads();
   for (int64_t c = threadIdx.x; c < bag_n; c += kRowThreads) {
     const int64_t j = bag0 + c;
-    const T v = s[c];
-    T wij = 0;
-    if (gi != 0)
-      wij += gi * slope(sets.pair != 0, sets.positive(i, yi, j), sets.negative(i, yi, imi, j), v,
-                        stat_i, w_i, invp_i);
-    const T gj = upstream(sets, grad_loss, stats, j);
-    if (gj != 0) {
-      const int64_t yj = sets.labels[j], imj = sets.image ? sets.image[j] : 0;
-      wij += gj * slope(sets.pair != 0, sets.positive(j, yj, i), sets.negative(j, yj, imj, i), v,
-                        stats[j * PIXCON_NUM_STATS + 0], stats[j * PIXCON_NUM_STATS + 1],
-                        (T)1 / stats[j * PIXCON_NUM_STATS + 2]);
+    const RowInfo<T> col = row_info(sets, grad_loss, stats, j);
+    for (int r = 0; r < nrows; ++r) {
+      const RowInfo<T> &a = info[r];
+      const int64_t i = row0 + first + r;
+      T *s = S + (first + r) * ld;
+      const T v = s[c];
+      T wij = 0;
+      if (a.g != 0)
+        wij += a.g * slope(sets.pair != 0, staged_positive(sets, i, a, j, col),
+                           staged_negative(sets, i, a, j, col), v, a.stat, a.w, a.invp);
+      if (col.g != 0)
+        wij += col.g * slope(sets.pair != 0, staged_positive(sets, j, col, i, a),
+                             staged_negative(sets, j, col, i, a), v, col.stat, col.w, col.invp);
+      s[c] = wij;
     }
-    s[c] = wij;
   }
 }
 
@@ -343,35 +379,47 @@ static char *aligned_base(void *workspace) {
   return (char *)(((uintptr_t)workspace + 255) & ~(uintptr_t)255);
 }
 
+static pixcon_status launched() { return cudaGetLastError() == cudaSuccess ? PIXCON_OK : PIXCON_ERROR_CUDA; }
+
 static pixcon_status pack(const pixcon_cuda_loss_params *q, const Layout &l, char *base, bool f32_copy) {
   const pixcon_loss_params *p = &q->base;
   int64_t count = p->num_rows * p->dim;
   PIXCON_LAUNCH(elem_blocks(count), kElemThreads, 0, q->stream, pack_kernel)
   (p->embeddings, (int)p->dtype, (int)elem_size(p->dtype), p->num_rows, p->dim, p->row_stride,
    p->col_stride, (void *)(base + l.off_zc), f32_copy ? (float *)(base + l.off_zf) : (float *)NULL);
-  return cudaGetLastError() == cudaSuccess ? PIXCON_OK : PIXCON_ERROR_CUDA;
+  return launched();
 }
 
-template <class T>
-static pixcon_status forward_impl(const pixcon_cuda_loss_params *q, T *loss, uint8_t *valid, T *stats,
-                                  char *base, const Layout &l) {
+/* For every row block of every bag: S = the block's similarities against its bag (one GEMM),
+ * then step(S, r0, rows, b0, n) with global rows r0 .. r0 + rows - 1 of the bag b0 .. b0 + n - 1. */
+template <class T, class Step>
+static pixcon_status for_each_row_block(const pixcon_cuda_loss_params *q, const Layout &l, char *base, Step step) {
   const pixcon_loss_params *p = &q->base;
-  pixcon_status st = pack(q, l, base, false);
-  if (st != PIXCON_OK) return st;
   T *S = (T *)(base + l.off_s);
-  RowSets sets = row_sets(p);
   for (int64_t b = 0; b < p->num_bags; ++b) {
     int64_t b0 = p->bag_offsets[b], n = p->bag_offsets[b + 1] - b0;
     for (int64_t r0 = b0; r0 < b0 + n; r0 += l.rows) {
       int64_t rows = b0 + n - r0 < l.rows ? b0 + n - r0 : l.rows;
       if (similarity_gemm(q, base + l.off_zc, r0, rows, b0, n, S, l.ld) != CUBLAS_STATUS_SUCCESS)
         return PIXCON_ERROR_CUBLAS;
-      PIXCON_LAUNCH((unsigned)rows, kRowThreads, 0, q->stream, forward_rows_kernel<T>)
-      (S, l.ld, r0, b0, n, sets, loss, valid, stats);
-      if (cudaGetLastError() != cudaSuccess) return PIXCON_ERROR_CUDA;
+      pixcon_status st = step(S, r0, rows, b0, n);
+      if (st != PIXCON_OK) return st;
     }
   }
   return PIXCON_OK;
+}
+
+template <class T>
+static pixcon_status forward_impl(const pixcon_cuda_loss_params *q, T *loss, uint8_t *valid, T *stats,
+                                  char *base, const Layout &l) {
+  pixcon_status st = pack(q, l, base, false);
+  if (st != PIXCON_OK) return st;
+  RowSets sets = row_sets(&q->base);
+  return for_each_row_block<T>(q, l, base, [&](T *S, int64_t r0, int64_t rows, int64_t b0, int64_t n) {
+    PIXCON_LAUNCH((unsigned)rows, kRowThreads, 0, q->stream, forward_rows_kernel<T>)
+    (S, l.ld, r0, b0, n, sets, loss, valid, stats);
+    return launched();
+  });
 }
 
 template <class T>
@@ -381,30 +429,22 @@ static pixcon_status backward_impl(const pixcon_cuda_loss_params *q, const T *gr
   bool f16 = is_16bit(p->dtype);
   pixcon_status st = pack(q, l, base, f16);
   if (st != PIXCON_OK) return st;
-  T *S = (T *)(base + l.off_s);
   const void *zf = f16 ? (const void *)(base + l.off_zf) : (const void *)(base + l.off_zc);
   RowSets sets = row_sets(p);
-  for (int64_t b = 0; b < p->num_bags; ++b) {
-    int64_t b0 = p->bag_offsets[b], n = p->bag_offsets[b + 1] - b0;
-    for (int64_t r0 = b0; r0 < b0 + n; r0 += l.rows) {
-      int64_t rows = b0 + n - r0 < l.rows ? b0 + n - r0 : l.rows;
-      if (similarity_gemm(q, base + l.off_zc, r0, rows, b0, n, S, l.ld) != CUBLAS_STATUS_SUCCESS)
-        return PIXCON_ERROR_CUBLAS;
-      PIXCON_LAUNCH((unsigned)rows, kRowThreads, 0, q->stream, backward_weights_kernel<T>)
-      (S, l.ld, r0, b0, n, sets, grad_loss, stats);
-      if (cudaGetLastError() != cudaSuccess) return PIXCON_ERROR_CUDA;
-      void *dz = f16 ? (void *)(base + l.off_dz) : (void *)((T *)grad + r0 * p->dim);
-      if (gradient_gemm(q, zf, rows, b0, n, S, l.ld, dz) != CUBLAS_STATUS_SUCCESS)
-        return PIXCON_ERROR_CUBLAS;
-      if (f16) {
-        int64_t count = rows * p->dim;
-        PIXCON_LAUNCH(elem_blocks(count), kElemThreads, 0, q->stream, store_16bit_kernel)
-        ((const float *)dz, (int)p->dtype, count, (uint16_t *)grad + r0 * p->dim);
-        if (cudaGetLastError() != cudaSuccess) return PIXCON_ERROR_CUDA;
-      }
-    }
-  }
-  return PIXCON_OK;
+  return for_each_row_block<T>(q, l, base, [&](T *S, int64_t r0, int64_t rows, int64_t b0, int64_t n) {
+    unsigned blocks = (unsigned)((rows + kWeightRows - 1) / kWeightRows);
+    PIXCON_LAUNCH(blocks, kRowThreads, 0, q->stream, backward_weights_kernel<T>)
+    (S, l.ld, r0, rows, b0, n, sets, grad_loss, stats);
+    if (launched() != PIXCON_OK) return PIXCON_ERROR_CUDA;
+    /* 16-bit gradients go through a float32 block, rounded once at the end */
+    void *dz = f16 ? (void *)(base + l.off_dz) : (void *)((T *)grad + r0 * p->dim);
+    if (gradient_gemm(q, zf, rows, b0, n, S, l.ld, dz) != CUBLAS_STATUS_SUCCESS) return PIXCON_ERROR_CUBLAS;
+    if (!f16) return PIXCON_OK;
+    int64_t count = rows * p->dim;
+    PIXCON_LAUNCH(elem_blocks(count), kElemThreads, 0, q->stream, store_16bit_kernel)
+    ((const float *)dz, (int)p->dtype, count, (uint16_t *)grad + r0 * p->dim);
+    return launched();
+  });
 }
 
 }  // namespace pixcon_cuda
