@@ -9,27 +9,6 @@ using torch::headeronly::ScalarType;
 
 namespace {
 
-const char* dtype_name(ScalarType t) {
-  switch (t) {
-    case ScalarType::Float: return "float32";
-    case ScalarType::Double: return "float64";
-    case ScalarType::Half: return "float16";
-    case ScalarType::BFloat16: return "bfloat16";
-    case ScalarType::Bool: return "bool";
-    case ScalarType::Byte: return "uint8";
-    case ScalarType::Char: return "int8";
-    case ScalarType::Short: return "int16";
-    case ScalarType::Int: return "int32";
-    case ScalarType::Long: return "int64";
-    default: return "an unsupported dtype";
-  }
-}
-
-bool is_integer(ScalarType t) {
-  return t == ScalarType::Byte || t == ScalarType::Char || t == ScalarType::Short ||
-         t == ScalarType::Int || t == ScalarType::Long;
-}
-
 std::string device_name(const Tensor& t) {
   if (t.is_cpu()) return "cpu";
   if (t.is_cuda()) return "cuda:" + std::to_string(t.get_device_index());
@@ -78,6 +57,27 @@ pixcon_denominator parse_denominator(const char* op, std::string_view d) {
 }
 
 }  // namespace
+
+const char* dtype_name(ScalarType t) {
+  switch (t) {
+    case ScalarType::Float: return "float32";
+    case ScalarType::Double: return "float64";
+    case ScalarType::Half: return "float16";
+    case ScalarType::BFloat16: return "bfloat16";
+    case ScalarType::Bool: return "bool";
+    case ScalarType::Byte: return "uint8";
+    case ScalarType::Char: return "int8";
+    case ScalarType::Short: return "int16";
+    case ScalarType::Int: return "int32";
+    case ScalarType::Long: return "int64";
+    default: return "an unsupported dtype";
+  }
+}
+
+bool is_integer(ScalarType t) {
+  return t == ScalarType::Byte || t == ScalarType::Char || t == ScalarType::Short ||
+         t == ScalarType::Int || t == ScalarType::Long;
+}
 
 ScalarType accumulation_type(const Tensor& embeddings) {
   return embeddings.scalar_type() == ScalarType::Double ? ScalarType::Double : ScalarType::Float;

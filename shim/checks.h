@@ -30,6 +30,11 @@ LossProblem prepare_problem(const char* op, const Tensor& embeddings, const Tens
                             int64_t ignore_index, std::string_view denominator,
                             bool self_positive);
 
+// "float32", "int64", ... for messages.
+const char* dtype_name(torch::headeronly::ScalarType t);
+
+bool is_integer(torch::headeronly::ScalarType t);
+
 // An uninitialised tensor on the device of `like`.
 Tensor empty_on(const Tensor& like, std::vector<int64_t> sizes, torch::headeronly::ScalarType dtype);
 

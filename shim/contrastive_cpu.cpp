@@ -14,7 +14,8 @@ using torch::headeronly::ScalarType;
 std::tuple<Tensor, Tensor, Tensor> contrastive_loss_cpu(
     Tensor embeddings, Tensor labels, Tensor bag_offsets, std::optional<Tensor> anchor_mask,
     std::optional<Tensor> contrast_mask, std::optional<Tensor> image_ids, double temperature,
-    int64_t ignore_index, std::string_view denominator, bool self_positive) {
+    int64_t ignore_index, std::string_view denominator, bool self_positive,
+    bool /*allow_tf32: the CPU kernels compute in float32/float64, never TF32*/) {
   const char* op = "pixcon.contrastive_loss";
   LossProblem q = prepare_problem(op, embeddings, labels, bag_offsets, anchor_mask, contrast_mask,
                                   image_ids, temperature, ignore_index, denominator, self_positive);
@@ -33,7 +34,8 @@ Tensor contrastive_loss_backward_cpu(Tensor grad_loss, Tensor embeddings, Tensor
                                      std::optional<Tensor> contrast_mask,
                                      std::optional<Tensor> image_ids, Tensor stats,
                                      double temperature, int64_t ignore_index,
-                                     std::string_view denominator, bool self_positive) {
+                                     std::string_view denominator, bool self_positive,
+                                     bool /*allow_tf32: the CPU kernels compute in float32/float64, never TF32*/) {
   const char* op = "pixcon.contrastive_loss_backward";
   LossProblem q = prepare_problem(op, embeddings, labels, bag_offsets, anchor_mask, contrast_mask,
                                   image_ids, temperature, ignore_index, denominator, self_positive);

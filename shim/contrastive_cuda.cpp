@@ -7,13 +7,13 @@
 #include <mutex>
 #include <vector>
 
-#include <torch/csrc/inductor/aoti_torch/c/shim.h>
 #include <torch/csrc/stable/accelerator.h>
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/headeronly/util/Exception.h>
 
 #include "checks.h"
+#include "cuda_context.h"
 #include "pixcon/pixcon_cuda.h"
 
 namespace pixcon_shim {
@@ -35,17 +35,6 @@ cublasHandle_t cublas_handle(int32_t device) {
   return handles[device];
 }
 
-cudaStream_t current_stream(int32_t device) {
-  void* stream = nullptr;
-  STD_TORCH_CHECK(aoti_torch_get_current_cuda_stream(device, &stream) == AOTI_TORCH_SUCCESS,
-                  "pixcon: cannot get the current CUDA stream of cuda:", device);
-  return static_cast<cudaStream_t>(stream);
-}
-
-Tensor to_host(const Tensor& t) {
-  return torch::stable::to(t, torch::stable::Device(torch::headeronly::DeviceType::CPU));
-}
-
 struct CudaProblem {
   LossProblem q;
   Tensor offsets_host;
@@ -56,7 +45,8 @@ CudaProblem prepare_cuda(const char* op, const Tensor& embeddings, const Tensor&
                          const Tensor& bag_offsets, const std::optional<Tensor>& anchor_mask,
                          const std::optional<Tensor>& contrast_mask,
                          const std::optional<Tensor>& image_ids, double temperature,
-                         int64_t ignore_index, std::string_view denominator, bool self_positive) {
+                         int64_t ignore_index, std::string_view denominator, bool self_positive,
+                         bool allow_tf32) {
   CudaProblem c;
   c.q = prepare_problem(op, embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids,
                         temperature, ignore_index, denominator, self_positive);
@@ -74,16 +64,9 @@ CudaProblem prepare_cuda(const char* op, const Tensor& embeddings, const Tensor&
   c.params.base.bag_offsets = host.bag_offsets;
   c.params.cublas = cublas_handle(device);
   c.params.stream = current_stream(device);
-  c.params.allow_tf32 = 0;
+  c.params.allow_tf32 = allow_tf32 ? 1 : 0;
   c.params.workspace_limit = 0;
   return c;
-}
-
-void check_cuda_status(const char* op, pixcon_status status) {
-  STD_TORCH_CHECK(status != PIXCON_ERROR_CUDA, op, ": a CUDA kernel launch failed: ",
-                  cudaGetErrorString(cudaGetLastError()));
-  STD_TORCH_CHECK(status != PIXCON_ERROR_CUBLAS, op, ": a cuBLAS call failed");
-  check_status(op, status);
 }
 
 }  // namespace
@@ -91,11 +74,12 @@ void check_cuda_status(const char* op, pixcon_status status) {
 std::tuple<Tensor, Tensor, Tensor> contrastive_loss_cuda(
     Tensor embeddings, Tensor labels, Tensor bag_offsets, std::optional<Tensor> anchor_mask,
     std::optional<Tensor> contrast_mask, std::optional<Tensor> image_ids, double temperature,
-    int64_t ignore_index, std::string_view denominator, bool self_positive) {
+    int64_t ignore_index, std::string_view denominator, bool self_positive, bool allow_tf32) {
   const char* op = "pixcon.contrastive_loss";
   torch::stable::accelerator::DeviceGuard guard(embeddings.get_device_index());
   CudaProblem c = prepare_cuda(op, embeddings, labels, bag_offsets, anchor_mask, contrast_mask,
-                               image_ids, temperature, ignore_index, denominator, self_positive);
+                               image_ids, temperature, ignore_index, denominator, self_positive,
+                               allow_tf32);
   ForwardOutputs out = empty_forward_outputs(embeddings);
   size_t bytes = pixcon_cuda_forward_workspace_size(&c.params);
   Tensor ws = empty_on(embeddings, {static_cast<int64_t>(bytes)}, ScalarType::Byte);
@@ -110,11 +94,13 @@ Tensor contrastive_loss_backward_cuda(Tensor grad_loss, Tensor embeddings, Tenso
                                       std::optional<Tensor> contrast_mask,
                                       std::optional<Tensor> image_ids, Tensor stats,
                                       double temperature, int64_t ignore_index,
-                                      std::string_view denominator, bool self_positive) {
+                                      std::string_view denominator, bool self_positive,
+                                      bool allow_tf32) {
   const char* op = "pixcon.contrastive_loss_backward";
   torch::stable::accelerator::DeviceGuard guard(embeddings.get_device_index());
   CudaProblem c = prepare_cuda(op, embeddings, labels, bag_offsets, anchor_mask, contrast_mask,
-                               image_ids, temperature, ignore_index, denominator, self_positive);
+                               image_ids, temperature, ignore_index, denominator, self_positive,
+                               allow_tf32);
   const int64_t n = c.params.base.num_rows;
   auto [g, st] = prepare_backward_inputs(op, grad_loss, stats, embeddings);
   Tensor grad = empty_on(embeddings, {n, c.params.base.dim}, embeddings.scalar_type());

@@ -88,3 +88,18 @@ def test_cuda_sixteen_65x65_images_as_one_bag_fit_in_memory():
     torch.cuda.synchronize()
     assert torch.isfinite(z.grad).all()
     assert torch.cuda.max_memory_allocated() < 4 * 2**30
+
+
+def test_cuda_float32_uses_tf32_only_when_torch_allows_it():
+    z, y, offsets, _ = _problem(700, 64, torch.float32, 3, False)
+    cpu = pixcon.contrastive_loss(z, y, offsets)[0]
+    previous = torch.backends.cuda.matmul.fp32_precision
+    try:
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        strict = pixcon.contrastive_loss(z.cuda(), y.cuda(), offsets.cuda())[0].cpu()
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        fast = pixcon.contrastive_loss(z.cuda(), y.cuda(), offsets.cuda())[0].cpu()
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = previous
+    torch.testing.assert_close(strict, cpu, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast, cpu, rtol=2e-2, atol=2e-2)  # TF32 keeps 10 mantissa bits

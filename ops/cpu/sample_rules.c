@@ -16,10 +16,6 @@ static pixcon_status fail(char *message, size_t size, const char *fmt, ...) {
   return PIXCON_ERROR_INVALID_ARGUMENT;
 }
 
-static int is_class_strategy(const pixcon_sample_params *p) {
-  return p->strategy == PIXCON_SAMPLE_CLASS_BALANCED || p->strategy == PIXCON_SAMPLE_HARD_EASY;
-}
-
 int64_t pixcon_sample_num_groups(const pixcon_sample_params *p) {
   if (p->strategy == PIXCON_SAMPLE_UNIFORM) return p->per_image ? p->num_images : 1;
   return p->num_images * p->num_classes * (p->strategy == PIXCON_SAMPLE_HARD_EASY ? 2 : 1);
@@ -42,6 +38,9 @@ pixcon_status pixcon_sample_params_check_shape(const pixcon_sample_params *p, ch
   switch (p->strategy) {
     case PIXCON_SAMPLE_UNIFORM:
       if (p->num_samples < 0) return fail(message, size, "num_samples must be >= 0, got %lld", (long long)p->num_samples);
+      if (p->num_images > (((int64_t)1 << 31) - 2))
+        return fail(message, size, "labels: at most 2^31 - 2 images, got %lld", (long long)p->num_images);
+      if (p->num_classes < 0) return fail(message, size, "num_classes must be >= 0, got %lld", (long long)p->num_classes);
       return PIXCON_OK;
     case PIXCON_SAMPLE_CLASS_BALANCED:
       if (p->min_views < 1) return fail(message, size, "min_views must be >= 1, got %lld", (long long)p->min_views);
@@ -121,7 +120,7 @@ pixcon_status pixcon_sample_quotas(const pixcon_sample_params *p, const int64_t 
   pixcon_status st = pixcon_sample_params_check_shape(p, message, size);
   if (st != PIXCON_OK) return st;
   int64_t g = pixcon_sample_num_groups(p);
-  if (is_class_strategy(p) && counts[g] != 0)
+  if (counts[g] != 0)
     return fail(message, size, "labels: %lld pixels have a label outside [0, %lld) that is not ignore_index %lld",
                 (long long)counts[g], (long long)p->num_classes, (long long)p->ignore_index);
   switch (p->strategy) {

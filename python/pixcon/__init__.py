@@ -17,6 +17,7 @@ _lib = _library.load()
 from . import _ops  # noqa: E402  (registers fake kernels and autograd)
 from . import nn, reference  # noqa: E402
 from .functional import contrastive_loss, reduce_loss  # noqa: E402
+from .sampling import PixelSampler, sample_pixels  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,6 @@ def use_cpu_isa(name: str) -> Iterator[None]:
 
 
 __all__ = [
-    "available_cpu_isas", "contrastive_loss", "cpu_isa", "nn", "reduce_loss", "reference",
-    "set_cpu_isa", "use_cpu_isa",
+    "PixelSampler", "available_cpu_isas", "contrastive_loss", "cpu_isa", "nn", "reduce_loss",
+    "reference", "sample_pixels", "set_cpu_isa", "use_cpu_isa",
 ]

@@ -20,6 +20,21 @@ def _as_offsets(bag_offsets: Tensor | Sequence[int] | None, n: int, device: torc
     return torch.as_tensor(list(bag_offsets), dtype=torch.int64, device=device)
 
 
+@torch.compiler.assume_constant_result  # a global setting; torch.compile cannot trace its getter
+def cuda_matmul_allows_tf32() -> bool:
+    """Whether torch allows TF32 for float32 CUDA matmuls (``torch.backends.cuda.matmul``:
+    ``fp32_precision == "tf32"``, or ``allow_tf32`` / ``torch.set_float32_matmul_precision``).
+    pixcon's float32 CUDA GEMMs follow it; CPU kernels never use TF32."""
+    matmul = torch.backends.cuda.matmul
+    precision = getattr(matmul, "fp32_precision", None)
+    if precision in ("tf32", "ieee"):
+        return precision == "tf32"
+    try:
+        return bool(matmul.allow_tf32)
+    except RuntimeError:  # torch refuses to answer when the legacy and new APIs were mixed
+        return False
+
+
 def contrastive_loss(
     embeddings: Tensor,
     labels: Tensor,
@@ -50,6 +65,9 @@ def contrastive_loss(
     Returns:
         (loss, valid): loss [N] (float64 for float64 input, else float32), 0 where ``valid``
         is False; valid [N] bool, True for anchors with at least one positive.
+
+    On CUDA, float32 similarities use TF32 tensor cores only when torch allows TF32 for
+    matmuls (see ``cuda_matmul_allows_tf32``); 16-bit inputs always use tensor cores.
     """
     if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
         raise ValueError("pixcon.contrastive_loss: embeddings must be a 2-D tensor [N, D]")
@@ -59,6 +77,7 @@ def contrastive_loss(
     loss, valid, _ = torch.ops.pixcon.contrastive_loss(
         embeddings, labels, offsets, anchor_mask, contrast_mask, image_ids,
         float(temperature), int(ignore_index), denominator, bool(self_positive),
+        embeddings.is_cuda and embeddings.dtype == torch.float32 and cuda_matmul_allows_tf32(),
     )
     return loss, valid
 

@@ -54,7 +54,8 @@ typedef struct pixcon_sample_params {
   const int64_t *labels;       /* [B * H * W], contiguous, image-major */
   const int64_t *predictions;  /* [B * H * W] predicted classes; hard_easy only, else ignored */
   int64_t ignore_index;        /* pixels with this label are never sampled */
-  int64_t num_classes;         /* class strategies: every non-ignored label is in [0, num_classes) */
+  int64_t num_classes;         /* every non-ignored label is in [0, num_classes); uniform: 0 means
+                                  no upper bound (labels must still be >= 0) */
   pixcon_sample_strategy strategy;
   uint64_t seed;
   int per_image;               /* uniform: one bag per image (nonzero) or one for the batch */
@@ -79,7 +80,7 @@ pixcon_status pixcon_sample_params_check_shape(const pixcon_sample_params *p, ch
                                                size_t message_size);
 
 /* Step 2 on the host. counts [G + 1] from step 1 (counts[G] = number of non-ignored pixels whose
- * label is outside [0, num_classes) for a class strategy; it must be 0). Writes quotas [G] and
+ * label is outside [0, num_classes), see pixcon_sample_group; it must be 0). Writes quotas [G] and
  * bag_offsets [num_bags + 1] (CSR; bag_offsets[num_bags] = total number of selected pixels).
  * Fails with PIXCON_ERROR_INVALID_ARGUMENT (message names `labels`) when counts[G] != 0. */
 pixcon_status pixcon_sample_quotas(const pixcon_sample_params *p, const int64_t *counts,
@@ -88,6 +89,7 @@ pixcon_status pixcon_sample_quotas(const pixcon_sample_params *p, const int64_t 
 
 /* ---- CPU (host pointers), OpenMP-parallel, results independent of the thread count ---- */
 
+/* Bytes of workspace (about 17 per pixel); independent of num_threads. 0 for invalid params. */
 size_t pixcon_cpu_sample_workspace_size(const pixcon_sample_params *p);
 
 /* Step 1: counts [G + 1]. */
@@ -95,18 +97,20 @@ pixcon_status pixcon_cpu_sample_counts(const pixcon_sample_params *p, int64_t *c
                                        void *workspace, size_t workspace_size);
 
 /* Step 3: indices [bag_offsets[num_bags]] (from pixcon_sample_quotas), ascending. The workspace
- * must be the one passed to pixcon_cpu_sample_counts, unchanged since. */
+ * must be the one passed to pixcon_cpu_sample_counts, unchanged since. A group gives
+ * min(quota, members) pixels (quotas from pixcon_sample_quotas never exceed the members). */
 pixcon_status pixcon_cpu_sample_select(const pixcon_sample_params *p, const int64_t *quotas,
                                        int64_t *indices, void *workspace, size_t workspace_size);
 
 /* Plain reference of all three steps (one thread, a sort per group), for the tests.
- * indices needs room for B * H * W entries, bag_offsets for num_bags + 1. */
+ * indices needs room for B * H * W entries, bag_offsets for num_bags + 1. It allocates its
+ * scratch with malloc and returns PIXCON_ERROR_WORKSPACE_TOO_SMALL when that fails. */
 pixcon_status pixcon_reference_sample(const pixcon_sample_params *p, int64_t *indices,
                                       int64_t *bag_offsets);
 
 /* The group of pixel `index` (label y, prediction pred), or -1 when it is not sampled
- * (ignored). For class strategies a label outside [0, num_classes) returns G (the overflow
- * slot of counts). */
+ * (ignored). A label outside [0, num_classes) (uniform with num_classes 0: a negative label)
+ * returns G, the overflow slot of counts. */
 #if defined(__CUDACC__)
 static __host__ __device__ __forceinline__
 #else
@@ -115,7 +119,10 @@ static inline
 int64_t pixcon_sample_group(const pixcon_sample_params *p, int64_t index, int64_t y, int64_t pred) {
   if (y == p->ignore_index) return -1;
   int64_t image = p->pixels_per_image > 0 ? index / p->pixels_per_image : 0;
-  if (p->strategy == PIXCON_SAMPLE_UNIFORM) return p->per_image ? image : 0;
+  if (p->strategy == PIXCON_SAMPLE_UNIFORM) {
+    if (y < 0 || (p->num_classes > 0 && y >= p->num_classes)) return p->per_image ? p->num_images : 1;
+    return p->per_image ? image : 0;
+  }
   int64_t groups = p->num_images * p->num_classes * (p->strategy == PIXCON_SAMPLE_HARD_EASY ? 2 : 1);
   if (y < 0 || y >= p->num_classes) return groups;
   int64_t pair = image * p->num_classes + y;

@@ -42,7 +42,8 @@ pixcon_status pixcon_cuda_sample_counts(const pixcon_cuda_sample_params *q, int6
                                         void *workspace, size_t workspace_size);
 
 /* Step 3: quotas [G] (device, from pixcon_sample_quotas), total = bag_offsets[num_bags];
- * writes indices [total] (device), ascending. */
+ * writes indices [total] (device), ascending. total must equal the sum of the quotas (checking
+ * it would cost a synchronisation): a smaller value lets the compaction write past indices. */
 pixcon_status pixcon_cuda_sample_select(const pixcon_cuda_sample_params *q, const int64_t *quotas,
                                         int64_t total, int64_t *indices, void *workspace,
                                         size_t workspace_size);

@@ -132,6 +132,14 @@ bool is_device_range(const void *p, size_t bytes);
 /* Number of kernel launches so far (for tests). */
 long long launch_count();
 
+/* Argument checks of the device-wide CUB stand-ins (pixcon_emu_cub.cpp): abort with a message naming
+ * the call and the argument. require_device_range: [p, p + bytes) inside one live cudaMalloc
+ * allocation (bytes == 0 passes); require_disjoint: the two byte ranges do not overlap. */
+[[noreturn]] void misuse(const char *api, const char *what);
+void require_device_range(const char *api, const char *what, const void *p, size_t bytes);
+void require_disjoint(const char *api, const char *what_a, const void *a, size_t a_bytes, const char *what_b,
+                      const void *b, size_t b_bytes);
+
 template <class... P> struct Launch {
   void (*kernel)(P...);
   dim3 grid, block;
