@@ -20,6 +20,8 @@ cmake -S tests/emulation -B build/emulation-asan -G Ninja -DPIXCON_EMU_SANITIZE=
   -DPIXCON_EMU_MUTANTS=OFF > /dev/null
 cmake --build build/emulation-asan
 build/emulation-asan/test_cuda_emulated
+build/emulation-asan/test_sample_emulated
+build/emulation-asan/test_cub_standin
 status=0
 .venv/bin/python -m pytest tests "$@" || status=$?
 if [ "$status" -eq 5 ]; then
