@@ -1,0 +1,200 @@
+"""Multi-scale and cross-scale pixel contrastive loss (Pissas et al., ECCV 2022)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .functional import Denominator, contrastive_loss, reduce_loss
+from .nn import ProjectionHead, _resize_classes
+from .sampling import PixelSampler
+
+__all__ = ["MultiScaleContrastiveLoss", "merge_bags"]
+
+DEFAULT_SAMPLER: dict[str, Any] = {"strategy": "class_balanced"}
+
+
+def merge_bags(first: Tensor, first_offsets: Tensor, second: Tensor, second_offsets: Tensor
+               ) -> tuple[Tensor, Tensor, Tensor]:
+    """Bag b of the result holds bag b of ``first`` [n1, ...] followed by bag b of ``second``
+    [n2, ...] (both CSR offsets with the same number of bags).
+
+    Returns (rows, offsets, from_first): the merged rows, their offsets and a bool [n1 + n2]
+    that is True for the rows taken from ``first``.
+    """
+    if first_offsets.shape != second_offsets.shape:
+        raise ValueError("pixcon.merge_bags: both sides must have the same number of bags, got offsets "
+                         f"of shapes {tuple(first_offsets.shape)} and {tuple(second_offsets.shape)}")
+    device = first.device
+    n1, n2 = first.shape[0], second.shape[0]
+    num_bags = first_offsets.shape[0] - 1
+    bags = torch.arange(num_bags, device=device)
+    bag1 = torch.repeat_interleave(bags, first_offsets[1:] - first_offsets[:-1], output_size=n1)
+    bag2 = torch.repeat_interleave(bags, second_offsets[1:] - second_offsets[:-1], output_size=n2)
+    placed1 = torch.arange(n1, device=device) + second_offsets[:-1][bag1]
+    placed2 = torch.arange(n2, device=device) + first_offsets[1:][bag2]
+    source = torch.empty(n1 + n2, dtype=torch.int64, device=device)
+    source[placed1] = torch.arange(n1, device=device)
+    source[placed2] = n1 + torch.arange(n2, device=device)
+    return torch.cat([first, second])[source], first_offsets + second_offsets, source < n1
+
+
+class MultiScaleContrastiveLoss(nn.Module):
+    """Multi-scale and cross-scale contrastive loss of Pissas et al. (ECCV 2022).
+
+    Called as ``loss_fn(features, labels, predictions=None)`` with ``features`` a list of S
+    maps [B, C_s, h_s, w_s] (highest resolution first, e.g. HRNet's strides 4, 8, 16, 32) and
+    ``labels`` [B, H, W]. For each scale s: the scale's own ``ProjectionHead`` maps the
+    features to ``proj_channels`` unit vectors, the labels are resized to (h_s, w_s) by nearest
+    neighbour, the sampler picks pixels (it runs once per scale; ``sampler=None`` takes every
+    pixel, one bag per image), and the scale's loss is the pixel contrastive loss of those rows
+    reduced with ``reduction`` ("mean": per bag, then over bags). The total is sum_s weights[s] * loss_s plus, for each pair (s, t) of
+    ``cross_scale_pairs``, cross_scale_weights[k] * the cross-scale loss: the rows sampled at
+    scale s are the anchors and the rows sampled at scale t the contrast rows (positives and
+    negatives), bag by bag (anchor_mask / contrast_mask flags), averaged over the valid
+    anchors (those with a positive at scale t).
+
+    Defaults are the settings of Pissas et al.'s code: weights (1, 0.7, 0.4, 0.1), temperature
+    0.1 for both terms, the "pair" denominator (their InfoNCE), class-balanced sampling (5 /
+    2500 / 10000), two-layer projection heads, and ``cross_scale_pairs="pissas"``: the highest
+    resolution against the lowest, (0, S-1), and, with more than two scales, against the
+    second lowest, (0, S-2), each with weight 1. Any list of ordered pairs (s, t), s != t, can
+    be given instead. ``detach_cross_scale_contrast`` (their ``detach_deepest``) stops the
+    cross-scale gradient into the contrast rows. One difference: their cross-scale mean also
+    counts anchors without a positive at scale t (as 0); here only valid anchors count.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        proj_channels: int = 256,
+        *,
+        proj_layers: int = 2,
+        weights: Sequence[float] | None = (1.0, 0.7, 0.4, 0.1),
+        cross_scale_pairs: str | Sequence[tuple[int, int]] | None = "pissas",
+        cross_scale_weights: float | Sequence[float] = 1.0,
+        temperature: float = 0.1,
+        cross_scale_temperature: float | None = None,
+        ignore_index: int = 255,
+        denominator: Denominator = "pair",
+        self_positive: bool = False,
+        reduction: str = "mean",
+        sampler: PixelSampler | Mapping[str, Any] | None = DEFAULT_SAMPLER,
+        detach_cross_scale_contrast: bool = False,
+    ) -> None:
+        super().__init__()
+        in_channels = [int(c) for c in in_channels]
+        num_scales = len(in_channels)
+        if num_scales < 1:
+            raise ValueError("MultiScaleContrastiveLoss: in_channels must list at least one scale")
+        if weights is None:
+            weights = [1.0] * num_scales
+        weights = [float(w) for w in weights]
+        if len(weights) < num_scales:
+            raise ValueError(f"MultiScaleContrastiveLoss: {num_scales} scales need {num_scales} weights, "
+                             f"got {len(weights)}")
+        self.weights = weights[:num_scales]  # the default lists four: fewer scales use the first ones
+        if cross_scale_pairs == "pissas":
+            pairs = [] if num_scales < 2 else [(0, num_scales - 1)] + ([(0, num_scales - 2)] if num_scales > 2 else [])
+        elif cross_scale_pairs is None:
+            pairs = []
+        elif isinstance(cross_scale_pairs, str):
+            raise ValueError(f'MultiScaleContrastiveLoss: cross_scale_pairs must be "pissas", None or a list of '
+                             f"(s, t) pairs, got {cross_scale_pairs!r}")
+        else:
+            pairs = [(int(s), int(t)) for s, t in cross_scale_pairs]
+        for s, t in pairs:
+            if not (0 <= s < num_scales and 0 <= t < num_scales) or s == t:
+                raise ValueError(f"MultiScaleContrastiveLoss: cross-scale pair {(s, t)} must name two different "
+                                 f"scales in [0, {num_scales})")
+        self.cross_scale_pairs = pairs
+        if isinstance(cross_scale_weights, (int, float)):
+            cross_scale_weights = [float(cross_scale_weights)] * len(pairs)
+        self.cross_scale_weights = [float(w) for w in cross_scale_weights]
+        if len(self.cross_scale_weights) != len(pairs):
+            raise ValueError(f"MultiScaleContrastiveLoss: {len(pairs)} cross-scale pairs need as many "
+                             f"cross_scale_weights, got {len(self.cross_scale_weights)}")
+        if not temperature > 0 or (cross_scale_temperature is not None and not cross_scale_temperature > 0):
+            raise ValueError("MultiScaleContrastiveLoss: temperatures must be > 0")
+        if denominator not in ("all", "pair"):
+            raise ValueError(f'MultiScaleContrastiveLoss: denominator must be "all" or "pair", got {denominator!r}')
+        if reduction not in ("mean", "anchor_mean", "sum"):
+            raise ValueError(f'MultiScaleContrastiveLoss: reduction must be "mean", "anchor_mean" or "sum", '
+                             f"got {reduction!r}")
+        self.heads = nn.ModuleList(ProjectionHead(c, proj_channels, proj_layers) for c in in_channels)
+        self.temperature = float(temperature)
+        self.cross_scale_temperature = float(cross_scale_temperature or temperature)
+        self.ignore_index = int(ignore_index)
+        self.denominator = denominator
+        self.self_positive = bool(self_positive)
+        self.reduction = reduction
+        self.sampler = None if sampler is None else PixelSampler.from_config(sampler)
+        self.detach_cross_scale_contrast = bool(detach_cross_scale_contrast)
+
+    @property
+    def num_scales(self) -> int:
+        return len(self.heads)
+
+    def extra_repr(self) -> str:
+        return (f"weights={self.weights}, cross_scale_pairs={self.cross_scale_pairs}, "
+                f"cross_scale_weights={self.cross_scale_weights}, temperature={self.temperature}, "
+                f"cross_scale_temperature={self.cross_scale_temperature}, denominator={self.denominator!r}, "
+                f"sampler={self.sampler!r}")
+
+    def scale_rows(self, features: Tensor, labels: Tensor, scale: int, predictions: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+        """(rows [n, D], labels [n], bag_offsets) of one scale: projected, sampled."""
+        embeddings = self.heads[scale](features)
+        b, d, h, w = embeddings.shape
+        scale_labels = _resize_classes(labels, (h, w))
+        rows = embeddings.permute(0, 2, 3, 1).reshape(b * h * w, d)
+        flat_labels = scale_labels.reshape(-1)
+        if self.sampler is None:
+            offsets = torch.arange(b + 1, device=rows.device, dtype=torch.int64) * (h * w)
+            return rows, flat_labels, offsets
+        if predictions is not None:
+            predictions = _resize_classes(predictions, (h, w))
+        indices, offsets = self.sampler(scale_labels, predictions, self.ignore_index)
+        return rows[indices], flat_labels[indices], offsets
+
+    def forward(self, features: Sequence[Tensor], labels: Tensor, predictions: Tensor | None = None,
+                *, return_terms: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """The weighted total; with ``return_terms`` also a dict of the unweighted terms
+        ("scale{s}" and "cross{s}-{t}", detached) for logging."""
+        if len(features) != self.num_scales:
+            raise ValueError(f"MultiScaleContrastiveLoss: expected {self.num_scales} feature maps, got {len(features)}")
+        if labels.dim() != 3 or labels.is_floating_point():
+            raise ValueError(f"MultiScaleContrastiveLoss: labels must be an integer [B, H, W] tensor, "
+                             f"got {labels.dtype} of shape {tuple(labels.shape)}")
+        for s, f in enumerate(features):
+            if f.dim() != 4 or f.shape[0] != labels.shape[0]:
+                raise ValueError(f"MultiScaleContrastiveLoss: features[{s}] must be [B, C, h, w] with "
+                                 f"B = {labels.shape[0]}, got shape {tuple(f.shape)}")
+        sampled = [self.scale_rows(f, labels, s, predictions) for s, f in enumerate(features)]
+        total: Tensor | None = None
+        terms: dict[str, Tensor] = {}
+        for s, (rows, row_labels, offsets) in enumerate(sampled):
+            loss, valid = contrastive_loss(
+                rows, row_labels, offsets, temperature=self.temperature, ignore_index=self.ignore_index,
+                denominator=self.denominator, self_positive=self.self_positive)
+            term = reduce_loss(loss, valid, offsets, self.reduction)
+            terms[f"scale{s}"] = term.detach()
+            total = self.weights[s] * term if total is None else total + self.weights[s] * term
+        for (s, t), weight in zip(self.cross_scale_pairs, self.cross_scale_weights):
+            anchors, anchor_labels, anchor_offsets = sampled[s]
+            contrast, contrast_labels, contrast_offsets = sampled[t]
+            if self.detach_cross_scale_contrast:
+                contrast = contrast.detach()
+            rows, offsets, is_anchor = merge_bags(anchors, anchor_offsets, contrast, contrast_offsets)
+            row_labels, _, _ = merge_bags(anchor_labels, anchor_offsets, contrast_labels, contrast_offsets)
+            loss, valid = contrastive_loss(
+                rows, row_labels, offsets, temperature=self.cross_scale_temperature,
+                ignore_index=self.ignore_index, denominator=self.denominator, self_positive=False,
+                anchor_mask=is_anchor, contrast_mask=~is_anchor)
+            term = reduce_loss(loss, valid, offsets, self.reduction)
+            terms[f"cross{s}-{t}"] = term.detach()
+            total = total + weight * term
+        assert total is not None
+        return (total, terms) if return_terms else total
