@@ -37,7 +37,7 @@ function(pixcon_add_cpu_ops target root)
     endforeach()
   endforeach()
   add_library(${target} STATIC
-    ${root}/ops/cpu/dispatch.c ${root}/ops/cpu/layout.c ${root}/ops/cpu/relabel.c
+    ${root}/ops/cpu/dispatch.c ${root}/ops/cpu/layout.c ${root}/ops/cpu/message.c ${root}/ops/cpu/relabel.c
     ${root}/ops/cpu/reference.c ${root}/ops/cpu/sample_rules.c ${root}/ops/cpu/sample.c
     ${root}/ops/cpu/sample_reference.c ${objects})
   target_include_directories(${target} PUBLIC ${root}/ops/include PRIVATE ${root}/ops/cpu)

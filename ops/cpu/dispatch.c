@@ -2,12 +2,12 @@
  * Public CPU entry points: argument checks, workspace sizes, and the run-time choice of the
  * instruction-set tier (never only the build machine's), so one build runs on any x86-64.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layout.h"
+#include "message.h"
 #include "pixcon/pixcon.h"
 #include "tier.h"
 
@@ -73,40 +73,30 @@ pixcon_status pixcon_cpu_set_isa(pixcon_isa isa) {
   return PIXCON_OK;
 }
 
-static pixcon_status fail(char *message, size_t size, const char *fmt, ...) {
-  if (message && size > 0) {
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(message, size, fmt, args);
-    va_end(args);
-  }
-  return PIXCON_ERROR_INVALID_ARGUMENT;
-}
-
 pixcon_status pixcon_loss_params_check_shape(const pixcon_loss_params *p, char *message,
                                              size_t size) {
   if (message && size > 0) message[0] = '\0';
-  if (!p) return fail(message, size, "params is NULL");
-  if (p->num_rows < 0) return fail(message, size, "embeddings: negative number of rows");
-  if (p->dim < 1) return fail(message, size, "embeddings: need at least one feature column, got %lld", (long long)p->dim);
+  if (!p) return pixcon_invalid_argument(message, size, "params is NULL");
+  if (p->num_rows < 0) return pixcon_invalid_argument(message, size, "embeddings: negative number of rows");
+  if (p->dim < 1) return pixcon_invalid_argument(message, size, "embeddings: need at least one feature column, got %lld", (long long)p->dim);
   if (p->num_rows > 0 && (!p->embeddings || !p->labels))
-    return fail(message, size, "embeddings and labels must not be NULL");
+    return pixcon_invalid_argument(message, size, "embeddings and labels must not be NULL");
   if (p->dtype < PIXCON_FLOAT32 || p->dtype > PIXCON_BFLOAT16)
-    return fail(message, size, "embeddings: unsupported dtype code %d", (int)p->dtype);
+    return pixcon_invalid_argument(message, size, "embeddings: unsupported dtype code %d", (int)p->dtype);
   if (!(p->temperature > 0) || p->temperature != p->temperature || p->temperature == 1.0 / 0.0)
-    return fail(message, size, "temperature must be a positive finite number, got %g", p->temperature);
+    return pixcon_invalid_argument(message, size, "temperature must be a positive finite number, got %g", p->temperature);
   if (p->denominator != PIXCON_DENOMINATOR_ALL && p->denominator != PIXCON_DENOMINATOR_PAIR)
-    return fail(message, size, "denominator: unknown code %d", (int)p->denominator);
+    return pixcon_invalid_argument(message, size, "denominator: unknown code %d", (int)p->denominator);
   if (p->num_bags < 1 || !p->bag_offsets)
-    return fail(message, size, "bag_offsets must hold at least two entries [0, ..., N]");
+    return pixcon_invalid_argument(message, size, "bag_offsets must hold at least two entries [0, ..., N]");
   if (p->bag_offsets[0] != 0)
-    return fail(message, size, "bag_offsets must start at 0, got %lld", (long long)p->bag_offsets[0]);
+    return pixcon_invalid_argument(message, size, "bag_offsets must start at 0, got %lld", (long long)p->bag_offsets[0]);
   for (int64_t b = 0; b < p->num_bags; ++b)
     if (p->bag_offsets[b + 1] < p->bag_offsets[b])
-      return fail(message, size, "bag_offsets must be non-decreasing (offsets[%lld] = %lld > offsets[%lld] = %lld)",
+      return pixcon_invalid_argument(message, size, "bag_offsets must be non-decreasing (offsets[%lld] = %lld > offsets[%lld] = %lld)",
                   (long long)b, (long long)p->bag_offsets[b], (long long)(b + 1), (long long)p->bag_offsets[b + 1]);
   if (p->bag_offsets[p->num_bags] != p->num_rows)
-    return fail(message, size, "bag_offsets must end at the number of rows %lld, got %lld",
+    return pixcon_invalid_argument(message, size, "bag_offsets must end at the number of rows %lld, got %lld",
                 (long long)p->num_rows, (long long)p->bag_offsets[p->num_bags]);
   return PIXCON_OK;
 }
@@ -116,7 +106,7 @@ pixcon_status pixcon_loss_params_check(const pixcon_loss_params *p, char *messag
   if (st != PIXCON_OK) return st;
   for (int64_t r = 0; r < p->num_rows; ++r)
     if (p->labels[r] < 0 && p->labels[r] != p->ignore_index)
-      return fail(message, size, "labels must be >= 0 or ignore_index (%lld), found %lld at row %lld",
+      return pixcon_invalid_argument(message, size, "labels must be >= 0 or ignore_index (%lld), found %lld at row %lld",
                   (long long)p->ignore_index, (long long)p->labels[r], (long long)r);
   return PIXCON_OK;
 }

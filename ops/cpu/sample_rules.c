@@ -1,20 +1,10 @@
 /* The sampling strategies' public rules (sample.h step 2): per-group quotas from per-group counts,
  * plus the parameter checks. Host code shared by the CPU and CUDA paths (the CUDA path copies its
  * counts here). Cost: O(G). */
-#include <stdarg.h>
 #include <stdio.h>
 
+#include "message.h"
 #include "pixcon/sample.h"
-
-static pixcon_status fail(char *message, size_t size, const char *fmt, ...) {
-  if (message && size > 0) {
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(message, size, fmt, args);
-    va_end(args);
-  }
-  return PIXCON_ERROR_INVALID_ARGUMENT;
-}
 
 int64_t pixcon_sample_num_groups(const pixcon_sample_params *p) {
   if (p->strategy == PIXCON_SAMPLE_UNIFORM) return p->per_image ? p->num_images : 1;
@@ -27,37 +17,37 @@ int64_t pixcon_sample_num_bags(const pixcon_sample_params *p) {
 
 pixcon_status pixcon_sample_params_check_shape(const pixcon_sample_params *p, char *message, size_t size) {
   if (message && size > 0) message[0] = '\0';
-  if (!p) return fail(message, size, "params is NULL");
+  if (!p) return pixcon_invalid_argument(message, size, "params is NULL");
   if (p->num_images < 0 || p->pixels_per_image < 0)
-    return fail(message, size, "labels: negative size [%lld, %lld]", (long long)p->num_images,
+    return pixcon_invalid_argument(message, size, "labels: negative size [%lld, %lld]", (long long)p->num_images,
                 (long long)p->pixels_per_image);
   if (p->pixels_per_image > 0 && p->num_images > INT64_MAX / p->pixels_per_image)
-    return fail(message, size, "labels: too many pixels");
+    return pixcon_invalid_argument(message, size, "labels: too many pixels");
   int64_t n = p->num_images * p->pixels_per_image;
-  if (n > 0 && !p->labels) return fail(message, size, "labels is NULL");
+  if (n > 0 && !p->labels) return pixcon_invalid_argument(message, size, "labels is NULL");
   switch (p->strategy) {
     case PIXCON_SAMPLE_UNIFORM:
-      if (p->num_samples < 0) return fail(message, size, "num_samples must be >= 0, got %lld", (long long)p->num_samples);
+      if (p->num_samples < 0) return pixcon_invalid_argument(message, size, "num_samples must be >= 0, got %lld", (long long)p->num_samples);
       if (p->num_images > (((int64_t)1 << 31) - 2))
-        return fail(message, size, "labels: at most 2^31 - 2 images, got %lld", (long long)p->num_images);
-      if (p->num_classes < 0) return fail(message, size, "num_classes must be >= 0, got %lld", (long long)p->num_classes);
+        return pixcon_invalid_argument(message, size, "labels: at most 2^31 - 2 images, got %lld", (long long)p->num_images);
+      if (p->num_classes < 0) return pixcon_invalid_argument(message, size, "num_classes must be >= 0, got %lld", (long long)p->num_classes);
       return PIXCON_OK;
     case PIXCON_SAMPLE_CLASS_BALANCED:
-      if (p->min_views < 1) return fail(message, size, "min_views must be >= 1, got %lld", (long long)p->min_views);
-      if (p->max_views < 1) return fail(message, size, "max_views must be >= 1, got %lld", (long long)p->max_views);
-      if (p->max_total < 0) return fail(message, size, "max_total must be >= 0, got %lld", (long long)p->max_total);
+      if (p->min_views < 1) return pixcon_invalid_argument(message, size, "min_views must be >= 1, got %lld", (long long)p->min_views);
+      if (p->max_views < 1) return pixcon_invalid_argument(message, size, "max_views must be >= 1, got %lld", (long long)p->max_views);
+      if (p->max_total < 0) return pixcon_invalid_argument(message, size, "max_total must be >= 0, got %lld", (long long)p->max_total);
       break;
     case PIXCON_SAMPLE_HARD_EASY:
-      if (p->max_views < 1) return fail(message, size, "max_views must be >= 1, got %lld", (long long)p->max_views);
-      if (p->max_samples < 0) return fail(message, size, "max_samples must be >= 0, got %lld", (long long)p->max_samples);
-      if (n > 0 && !p->predictions) return fail(message, size, "predictions are required by strategy 'hard_easy'");
+      if (p->max_views < 1) return pixcon_invalid_argument(message, size, "max_views must be >= 1, got %lld", (long long)p->max_views);
+      if (p->max_samples < 0) return pixcon_invalid_argument(message, size, "max_samples must be >= 0, got %lld", (long long)p->max_samples);
+      if (n > 0 && !p->predictions) return pixcon_invalid_argument(message, size, "predictions are required by strategy 'hard_easy'");
       break;
     default:
-      return fail(message, size, "strategy: unknown value %d", (int)p->strategy);
+      return pixcon_invalid_argument(message, size, "strategy: unknown value %d", (int)p->strategy);
   }
-  if (p->num_classes < 0) return fail(message, size, "num_classes must be >= 0, got %lld", (long long)p->num_classes);
+  if (p->num_classes < 0) return pixcon_invalid_argument(message, size, "num_classes must be >= 0, got %lld", (long long)p->num_classes);
   if (p->num_classes > 0 && p->num_images > (((int64_t)1 << 30) - 1) / p->num_classes)
-    return fail(message, size, "num_images * num_classes must be < 2^30, got %lld * %lld",
+    return pixcon_invalid_argument(message, size, "num_images * num_classes must be < 2^30, got %lld * %lld",
                 (long long)p->num_images, (long long)p->num_classes);
   return PIXCON_OK;
 }
@@ -121,7 +111,7 @@ pixcon_status pixcon_sample_quotas(const pixcon_sample_params *p, const int64_t 
   if (st != PIXCON_OK) return st;
   int64_t g = pixcon_sample_num_groups(p);
   if (counts[g] != 0)
-    return fail(message, size, "labels: %lld pixels have a label outside [0, %lld) that is not ignore_index %lld",
+    return pixcon_invalid_argument(message, size, "labels: %lld pixels have a label outside [0, %lld) that is not ignore_index %lld",
                 (long long)counts[g], (long long)p->num_classes, (long long)p->ignore_index);
   switch (p->strategy) {
     case PIXCON_SAMPLE_UNIFORM: uniform_quotas(p, counts, g, quotas); break;

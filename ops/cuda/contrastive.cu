@@ -3,9 +3,9 @@
  * Cost per bag of n rows: forward n^2 D MACs + ~n^2 exps; backward 2 n^2 D MACs; memory O(N D + R n). */
 #include <cublas_v2.h>
 #include <cub/block/block_reduce.cuh>
-#include <stdarg.h>
 #include <stdio.h>
 
+#include "../cpu/message.h"
 #include "common.cuh"
 #include "pixcon/pixcon_cuda.h"
 
@@ -289,16 +289,6 @@ static Layout compute_layout(const pixcon_cuda_loss_params *q, int backward) {
   return l;
 }
 
-static pixcon_status fail(char *message, size_t size, const char *fmt, ...) {
-  if (message && size > 0) {
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(message, size, fmt, args);
-    va_end(args);
-  }
-  return PIXCON_ERROR_INVALID_ARGUMENT;
-}
-
 static cudaDataType data_type(int dtype) {
   switch (dtype) {
     case PIXCON_FLOAT64: return CUDA_R_64F;
@@ -455,15 +445,15 @@ extern "C" {
 
 pixcon_status pixcon_cuda_loss_params_check(const pixcon_cuda_loss_params *q, char *message, size_t size) {
   if (message && size > 0) message[0] = '\0';
-  if (!q) return fail(message, size, "params is NULL");
+  if (!q) return pixcon_invalid_argument(message, size, "params is NULL");
   const pixcon_loss_params *p = &q->base;
   pixcon_status st = pixcon_loss_params_check_shape(p, message, size);  /* offsets on the host */
   if (st != PIXCON_OK) return st;
   for (int64_t b = 0; b < p->num_bags; ++b)
     if (p->bag_offsets[b + 1] - p->bag_offsets[b] > 2147483647)
-      return fail(message, size, "bag %lld has more than 2^31 - 1 rows (cuBLAS int sizes)", (long long)b);
-  if (p->dim > 2147483647) return fail(message, size, "embeddings: D must be < 2^31");
-  if (p->num_rows > 0 && !q->cublas) return fail(message, size, "cublas handle is NULL");
+      return pixcon_invalid_argument(message, size, "bag %lld has more than 2^31 - 1 rows (cuBLAS int sizes)", (long long)b);
+  if (p->dim > 2147483647) return pixcon_invalid_argument(message, size, "embeddings: D must be < 2^31");
+  if (p->num_rows > 0 && !q->cublas) return pixcon_invalid_argument(message, size, "cublas handle is NULL");
   return PIXCON_OK;
 }
 

@@ -10,16 +10,8 @@
 
 #include "pixcon/philox.h"
 #include "pixcon/sample.h"
+#include "test_rng.h"
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t next_u64(void) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return rng_state;
-}
-static double uniform(void) { return (double)(next_u64() >> 11) / 9007199254740992.0; }
-static int64_t below(int64_t n) { return (int64_t)(next_u64() % (uint64_t)n); }
 
 static int failures = 0;
 

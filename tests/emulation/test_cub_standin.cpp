@@ -17,17 +17,10 @@
 #include <algorithm>
 #include <functional>
 #include <vector>
+#include "../c/test_rng.h"
 
 namespace {
 
-uint64_t rng = 0x2545f4914f6cdd1dull;
-uint64_t next_u64() {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-int64_t below(int64_t n) { return (int64_t)(next_u64() % (uint64_t)n); }
 
 int failures = 0;
 void expect(bool ok, const char *what) {
@@ -225,6 +218,7 @@ void test_aborts() {
 }  // namespace
 
 int main() {
+  rng_seed(0x2545f4914f6cdd1dull);
   test_sort();
   test_select();
   test_aborts();

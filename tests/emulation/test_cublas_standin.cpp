@@ -11,16 +11,9 @@
 
 #include <vector>
 
-namespace {
+#include "../c/test_rng.h"
 
-uint64_t rng = 0x9e3779b97f4a7c15ull;
-double uniform() {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (double)(rng >> 11) / 9007199254740992.0;
-}
-int below(int n) { return (int)(uniform() * n); }
+namespace {
 
 int failures = 0;
 

@@ -16,18 +16,10 @@
 #include "pixcon/philox.h"
 #include "pixcon/sample.h"
 #include "pixcon/sample_cuda.h"
+#include "../c/test_rng.h"
 
 namespace {
 
-uint64_t rng = 0x853c49e6748fea9bull;
-uint64_t next_u64() {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-double uniform() { return (double)(next_u64() >> 11) / 9007199254740992.0; }
-int64_t below(int64_t n) { return (int64_t)(next_u64() % (uint64_t)n); }
 template <class T> T pick(std::initializer_list<T> v) { return v.begin()[below((int64_t)v.size())]; }
 
 #define CHECK_CUDA(x)                                                                      \
@@ -335,6 +327,7 @@ void test_errors() {
 }  // namespace
 
 int main(int argc, char **argv) {
+  rng_seed(0x853c49e6748fea9bull);
   bool quick = false;
   for (int a = 1; a < argc; ++a) {
     if (strcmp(argv[a], "--quick") == 0) {

@@ -1,0 +1,15 @@
+/* pixcon_invalid_argument (message.h). */
+#include "message.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+pixcon_status pixcon_invalid_argument(char *message, size_t size, const char *fmt, ...) {
+  if (message && size > 0) {
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(message, size, fmt, args);
+    va_end(args);
+  }
+  return PIXCON_ERROR_INVALID_ARGUMENT;
+}
