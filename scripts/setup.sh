@@ -9,7 +9,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch>=2.10" numpy "scikit-build-core>=0.10" ninja \
-  pytest "pytorch-metric-learning>=2.5" expecttest tqdm matplotlib scipy nvidia-cuda-cuobjdump
+  pytest "pytorch-metric-learning>=2.5" expecttest tqdm matplotlib scipy nvidia-cuda-cuobjdump \
+  "segmentation-models-pytorch>=0.5" scikit-learn
 # No build isolation: the shim is compiled against the torch installed above.
 .venv/bin/python -m pip install --quiet --no-build-isolation --editable .
 .venv/bin/python -c "import pixcon; print('pixcon', pixcon.__version__, 'built; CPU tier:', pixcon.cpu_isa())"
