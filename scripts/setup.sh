@@ -13,4 +13,6 @@ fi
   "segmentation-models-pytorch>=0.5" scikit-learn
 # No build isolation: the shim is compiled against the torch installed above.
 .venv/bin/python -m pip install --quiet --no-build-isolation --editable .
+# mmsegmentation 1.x for pixcon.mmseg (mmcv is built from source once, then cached)
+bash scripts/install_mmseg.sh
 .venv/bin/python -c "import pixcon; print('pixcon', pixcon.__version__, 'built; CPU tier:', pixcon.cpu_isa())"
