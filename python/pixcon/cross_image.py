@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import REDUCTIONS, Denominator, Reduction, contrastive_loss, reduce_loss
+from .functional import Denominator, Reduction, check_loss_options, contrastive_loss, reduce_loss
 from .nn import _resize_classes
 
 __all__ = ["CrossImageContrastiveLoss", "partner_permutation"]
@@ -71,12 +71,8 @@ class CrossImageContrastiveLoss(nn.Module):
         permutation: Permutation | Sequence[int] | Tensor = "shift",
     ) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"CrossImageContrastiveLoss: temperature must be > 0, got {temperature}")
-        if denominator not in ("all", "pair"):
-            raise ValueError(f'CrossImageContrastiveLoss: denominator must be "all" or "pair", got {denominator!r}')
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"CrossImageContrastiveLoss: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        check_loss_options("CrossImageContrastiveLoss", temperature=temperature, denominator=denominator,
+                           reduction=reduction)
         if isinstance(permutation, str) and permutation not in ("shift", "random"):
             raise ValueError(f'CrossImageContrastiveLoss: permutation must be "shift", "random" or B indices, '
                              f"got {permutation!r}")

@@ -12,6 +12,23 @@ Reduction = Literal["mean", "anchor_mean", "sum", "none"]
 REDUCTIONS = ("mean", "anchor_mean", "sum", "none")
 
 
+def check_loss_options(
+    owner: str,
+    *,
+    temperature: float | None = None,
+    denominator: str | None = None,
+    reduction: str | None = None,
+    reductions: Sequence[str] = REDUCTIONS,
+) -> None:
+    """Raises ValueError, naming ``owner``, for an option the loss modules all take and reject alike."""
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"{owner}: temperature must be > 0, got {temperature}")
+    if denominator is not None and denominator not in ("all", "pair"):
+        raise ValueError(f'{owner}: denominator must be "all" or "pair", got {denominator!r}')
+    if reduction is not None and reduction not in reductions:
+        raise ValueError(f"{owner}: reduction must be one of {tuple(reductions)}, got {reduction!r}")
+
+
 def _as_offsets(bag_offsets: Tensor | Sequence[int] | None, n: int, device: torch.device) -> Tensor:
     if bag_offsets is None:
         return torch.tensor([0, n], dtype=torch.int64, device=device)
@@ -71,8 +88,7 @@ def contrastive_loss(
     """
     if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
         raise ValueError("pixcon.contrastive_loss: embeddings must be a 2-D tensor [N, D]")
-    if denominator not in ("all", "pair"):
-        raise ValueError(f'pixcon.contrastive_loss: denominator must be "all" or "pair", got {denominator!r}')
+    check_loss_options("pixcon.contrastive_loss", denominator=denominator)
     offsets = _as_offsets(bag_offsets, embeddings.shape[0], embeddings.device)
     loss, valid, _ = torch.ops.pixcon.contrastive_loss(
         embeddings, labels, offsets, anchor_mask, contrast_mask, image_ids,

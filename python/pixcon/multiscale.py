@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .functional import Denominator, contrastive_loss, reduce_loss
+from .functional import Denominator, check_loss_options, contrastive_loss, reduce_loss
 from .nn import ProjectionHead, _resize_classes
 from .sampling import PixelSampler
 
@@ -118,11 +118,8 @@ class MultiScaleContrastiveLoss(nn.Module):
                              f"cross_scale_weights, got {len(self.cross_scale_weights)}")
         if not temperature > 0 or (cross_scale_temperature is not None and not cross_scale_temperature > 0):
             raise ValueError("MultiScaleContrastiveLoss: temperatures must be > 0")
-        if denominator not in ("all", "pair"):
-            raise ValueError(f'MultiScaleContrastiveLoss: denominator must be "all" or "pair", got {denominator!r}')
-        if reduction not in ("mean", "anchor_mean", "sum"):
-            raise ValueError(f'MultiScaleContrastiveLoss: reduction must be "mean", "anchor_mean" or "sum", '
-                             f"got {reduction!r}")
+        check_loss_options("MultiScaleContrastiveLoss", denominator=denominator, reduction=reduction,
+                           reductions=("mean", "anchor_mean", "sum"))
         self.heads = nn.ModuleList(ProjectionHead(c, proj_channels, proj_layers) for c in in_channels)
         self.temperature = float(temperature)
         self.cross_scale_temperature = float(cross_scale_temperature or temperature)

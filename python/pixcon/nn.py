@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import distributed
-from .functional import REDUCTIONS, Denominator, Reduction, contrastive_loss, reduce_loss
+from .functional import Denominator, Reduction, check_loss_options, contrastive_loss, reduce_loss
 from .memory_bank import PixelMemoryBank
 from .sampling import PixelSampler
 
@@ -70,14 +70,10 @@ class PixelContrastiveLoss(nn.Module):
         memory_bank: PixelMemoryBank | None = None,
     ) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"PixelContrastiveLoss: temperature must be > 0, got {temperature}")
+        check_loss_options("PixelContrastiveLoss", temperature=temperature, denominator=denominator,
+                           reduction=reduction)
         if variant not in ("image", "batch"):
             raise ValueError(f'PixelContrastiveLoss: variant must be "image" or "batch", got {variant!r}')
-        if denominator not in ("all", "pair"):
-            raise ValueError(f'PixelContrastiveLoss: denominator must be "all" or "pair", got {denominator!r}')
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"PixelContrastiveLoss: reduction must be one of {REDUCTIONS}, got {reduction!r}")
         if base_temperature is not None and not base_temperature > 0:
             raise ValueError(f"PixelContrastiveLoss: base_temperature must be > 0, got {base_temperature}")
         self.temperature = float(temperature)

@@ -18,6 +18,7 @@
 #include <functional>
 #include <vector>
 #include "../c/test_rng.h"
+#include "cuda_check.h"
 
 namespace {
 
@@ -27,22 +28,6 @@ void expect(bool ok, const char *what) {
   if (ok) return;
   if (failures < 25) fprintf(stderr, "FAIL %s\n", what);
   ++failures;
-}
-
-#define CHECK_CUDA(x)                                                                      \
-  do {                                                                                     \
-    cudaError_t e_ = (x);                                                                  \
-    if (e_ != cudaSuccess) {                                                               \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      exit(2);                                                                             \
-    }                                                                                      \
-  } while (0)
-
-template <class T> T *device(const std::vector<T> &v, size_t extra = 0) {
-  T *d = nullptr;
-  CHECK_CUDA(cudaMalloc(&d, (v.size() + extra) * sizeof(T) + 1));
-  if (!v.empty()) CHECK_CUDA(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return d;
 }
 
 template <class T> std::vector<T> host(const T *d, size_t n) {
@@ -75,8 +60,8 @@ template <class K> void sort_case(size_t n, int begin, int end, const std::funct
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return bits_of(keys[a], begin, end) < bits_of(keys[b], begin, end); });
 
-  cub::DoubleBuffer<K> d_keys(device(keys), device(std::vector<K>(n)));
-  cub::DoubleBuffer<int64_t> d_values(device(values), device(std::vector<int64_t>(n)));
+  cub::DoubleBuffer<K> d_keys(to_device(keys), to_device(std::vector<K>(n)));
+  cub::DoubleBuffer<int64_t> d_values(to_device(values), to_device(std::vector<int64_t>(n)));
   size_t bytes = 0;
   expect(cub::DeviceRadixSort::SortPairs(nullptr, bytes, d_keys, d_values, n, begin, end) == cudaSuccess,
          "sort: the size query succeeds");
@@ -136,8 +121,8 @@ void test_select() {
       flags[(size_t)i] = (uint8_t)(below(3) == 0 ? 0 : below(3)); /* any nonzero flag selects */
       if (flags[(size_t)i]) want.push_back(in[(size_t)i]);
     }
-    int64_t *d_in = device(in), *d_out = device(std::vector<int64_t>(want.size())), *d_count = nullptr;
-    uint8_t *d_flags = device(flags);
+    int64_t *d_in = to_device(in), *d_out = to_device(std::vector<int64_t>(want.size())), *d_count = nullptr;
+    uint8_t *d_flags = to_device(flags);
     CHECK_CUDA(cudaMalloc(&d_count, sizeof(int64_t)));
     size_t bytes = 0;
     expect(cub::DeviceSelect::Flagged(nullptr, bytes, d_in, d_flags, d_out, d_count, n) == cudaSuccess && bytes > 0,
@@ -175,8 +160,8 @@ void test_aborts() {
   expect_abort("sort: a key buffer outside cudaMalloc'd memory aborts", [] {
     static uint64_t host_keys[2000];
     std::vector<int64_t> values(2000);
-    cub::DoubleBuffer<uint64_t> keys(host_keys, device(std::vector<uint64_t>(2000)));
-    cub::DoubleBuffer<int64_t> vals(device(values), device(values));
+    cub::DoubleBuffer<uint64_t> keys(host_keys, to_device(std::vector<uint64_t>(2000)));
+    cub::DoubleBuffer<int64_t> vals(to_device(values), to_device(values));
     size_t bytes = 0;
     cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, vals, 2000);
     void *temp = nullptr;
@@ -184,10 +169,10 @@ void test_aborts() {
     cub::DeviceRadixSort::SortPairs(temp, bytes, keys, vals, 2000);
   });
   expect_abort("sort: overlapping buffers abort", [] {
-    uint64_t *k = device(std::vector<uint64_t>(3000));
-    int64_t *v = device(std::vector<int64_t>(2000));
+    uint64_t *k = to_device(std::vector<uint64_t>(3000));
+    int64_t *v = to_device(std::vector<int64_t>(2000));
     cub::DoubleBuffer<uint64_t> keys(k, k + 1000);
-    cub::DoubleBuffer<int64_t> vals(v, device(std::vector<int64_t>(2000)));
+    cub::DoubleBuffer<int64_t> vals(v, to_device(std::vector<int64_t>(2000)));
     size_t bytes = 0;
     cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, vals, 2000);
     void *temp = nullptr;
@@ -203,8 +188,8 @@ void test_aborts() {
   expect_abort("select: an output too small for the selection aborts", [] {
     std::vector<int64_t> in(100, 7);
     std::vector<uint8_t> flags(100, 1);
-    int64_t *d_in = device(in), *d_out = nullptr, *d_count = nullptr;
-    uint8_t *d_flags = device(flags);
+    int64_t *d_in = to_device(in), *d_out = nullptr, *d_count = nullptr;
+    uint8_t *d_flags = to_device(flags);
     cudaMalloc(&d_out, 99 * sizeof(int64_t));
     cudaMalloc(&d_count, sizeof(int64_t));
     size_t bytes = 0;

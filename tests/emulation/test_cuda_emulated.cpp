@@ -16,6 +16,7 @@
 #include "pixcon/pixcon.h"
 #include "pixcon/pixcon_cuda.h"
 #include "../c/test_rng.h"
+#include "cuda_check.h"
 
 namespace {
 
@@ -55,22 +56,6 @@ double elem(const std::vector<unsigned char> &buf, pixcon_dtype t, int64_t k) {
     case PIXCON_FLOAT16: return half2d(((const uint16_t *)p)[k]);
     default: return bf2d(((const uint16_t *)p)[k]);
   }
-}
-
-#define CHECK_CUDA(x)                                                               \
-  do {                                                                              \
-    cudaError_t e_ = (x);                                                           \
-    if (e_ != cudaSuccess) {                                                        \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      exit(2);                                                                      \
-    }                                                                               \
-  } while (0)
-
-template <class T> T *to_device(const std::vector<T> &v) {
-  T *d = nullptr;
-  CHECK_CUDA(cudaMalloc((void **)&d, v.size() * sizeof(T) + 1));
-  if (!v.empty()) CHECK_CUDA(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return d;
 }
 
 struct Problem {

@@ -17,19 +17,11 @@
 #include "pixcon/sample.h"
 #include "pixcon/sample_cuda.h"
 #include "../c/test_rng.h"
+#include "cuda_check.h"
 
 namespace {
 
 template <class T> T pick(std::initializer_list<T> v) { return v.begin()[below((int64_t)v.size())]; }
-
-#define CHECK_CUDA(x)                                                                      \
-  do {                                                                                     \
-    cudaError_t e_ = (x);                                                                  \
-    if (e_ != cudaSuccess) {                                                               \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      exit(2);                                                                             \
-    }                                                                                      \
-  } while (0)
 
 int failures = 0;
 cudaStream_t stream;
@@ -47,7 +39,7 @@ void fail(const std::string &ctx, const char *fmt, ...) {
 }
 
 /* A device copy of v (exactly its size, so the emulation's range checks catch any overrun); NULL when empty. */
-int64_t *to_device(const std::vector<int64_t> &v) {
+int64_t *to_device_exact(const std::vector<int64_t> &v) {
   if (v.empty()) return nullptr;
   int64_t *d = nullptr;
   CHECK_CUDA(cudaMalloc(&d, v.size() * sizeof(int64_t)));
@@ -125,8 +117,8 @@ void run_case(const Problem &c, size_t misalign) {
   pixcon_cuda_sample_params q;
   q.base = p;
   q.stream = stream;
-  int64_t *d_labels = to_device(c.labels);
-  int64_t *d_predictions = c.with_predictions ? to_device(c.predictions) : nullptr;
+  int64_t *d_labels = to_device_exact(c.labels);
+  int64_t *d_predictions = c.with_predictions ? to_device_exact(c.predictions) : nullptr;
   q.base.labels = d_labels;
   q.base.predictions = d_predictions;
   const size_t ws_size = pixcon_cuda_sample_workspace_size(&q);
@@ -153,7 +145,7 @@ void run_case(const Problem &c, size_t misalign) {
       compare(ctx, "bag_offsets (CPU)", cpu_offsets.data(), ref_offsets.data(), bags + 1);
       const int64_t total = offsets[(size_t)bags];
       quotas.resize((size_t)groups);
-      d_quotas = to_device(quotas);
+      d_quotas = to_device_exact(quotas);
       if (total > 0) CHECK_CUDA(cudaMalloc(&d_indices, (size_t)total * sizeof(int64_t)));
       st = pixcon_cuda_sample_select(&q, d_quotas, total, d_indices, ws + misalign, ws_size);
       if (st != PIXCON_OK) {
@@ -269,7 +261,7 @@ void test_ties(int *cases) {
     pixcon_cuda_sample_params q;
     q.base = t.host();
     q.stream = stream;
-    int64_t *d_labels = to_device(t.labels);
+    int64_t *d_labels = to_device_exact(t.labels);
     q.base.labels = d_labels;
     const size_t ws_size = pixcon_cuda_sample_workspace_size(&q);
     void *ws = nullptr;
@@ -282,7 +274,7 @@ void test_ties(int *cases) {
     if (pixcon_cuda_sample_counts(&q, d_counts, ws, ws_size) != PIXCON_OK) return fail("[ties]", "counts failed");
     CHECK_CUDA(cudaMemcpy(counts, d_counts, sizeof counts, cudaMemcpyDeviceToHost));
     if (pixcon_sample_quotas(&h, counts, quotas, offsets, NULL, 0) != PIXCON_OK) return fail("[ties]", "quotas failed");
-    d_quotas = to_device(std::vector<int64_t>(quotas, quotas + 1));
+    d_quotas = to_device_exact(std::vector<int64_t>(quotas, quotas + 1));
     if (pixcon_cuda_sample_select(&q, d_quotas, offsets[1], d_indices, ws, ws_size) != PIXCON_OK)
       return fail("[ties]", "select failed");
     CHECK_CUDA(cudaMemcpy(got, d_indices, (size_t)offsets[1] * sizeof(int64_t), cudaMemcpyDeviceToHost));
