@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs mmsegmentation 1.x, mmengine and mmcv with its compiled ops into .venv for
 # pixcon.mmseg and tests/test_mmseg.py, from PyPI, leaving torch as it is. Idempotent: does
-# nothing when the pinned versions already import. scripts/setup.sh runs it after pixcon's build.
+# nothing when the pinned versions already import. scripts/test.sh runs it after
+# scripts/setup.sh.
 #
 # Why these pins:
 # - mmsegmentation 1.2.2 (the last 1.x) refuses mmcv >= 2.2.0 at import, so mmcv is 2.1.0.

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# mmsegmentation 1.x for tests/test_mmseg.py (mmcv is built from source once, then cached)
+bash scripts/install_mmseg.sh
 for variant in plain asan; do
   dir=build/ctest-$variant
   sanitize=""
