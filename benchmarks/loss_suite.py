@@ -84,12 +84,14 @@ import json
 import math
 import os
 import resource
-import signal
 import statistics
 import subprocess
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+# pixcon._benchtools, like torch, is imported inside the functions that use it: importing pixcon
+# imports torch, and main must set OMP_WAIT_POLICY before torch is loaded.
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
@@ -293,14 +295,9 @@ def run_checks() -> Dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 def _proc_status_bytes(key: str) -> Optional[float]:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return float(line.split()[1]) * 1024.0
-    except OSError:
-        pass
-    return None
+    from pixcon._benchtools import proc_field_bytes
+
+    return proc_field_bytes("/proc/self/status", key)
 
 
 def _reset_peak_rss() -> bool:
@@ -447,17 +444,11 @@ def _fork_entry(spec: Dict[str, Any], conn) -> None:
 
 
 def _describe_exit(rc: Optional[int]) -> Tuple[str, str]:
+    from pixcon._benchtools import describe_exit
+
     if rc is None:
         return "error", "no exit status"
-    if rc < 0:
-        try:
-            name = signal.Signals(-rc).name
-        except ValueError:
-            name = f"signal {-rc}"
-        if -rc == signal.SIGKILL:
-            return "oom", f"killed by {name} (the kernel's OOM killer?)"
-        return "error", f"killed by {name}"
-    return "error", f"exited with status {rc} without a result"
+    return describe_exit(rc, "the kernel's OOM killer?", " without a result")
 
 
 def run_forked(spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:
@@ -490,39 +481,24 @@ def run_forked(spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:
 
 def run_subprocess(spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:
     """Runs ``spec`` in ``python benchmarks/loss_suite.py --_worker SPEC``."""
+    from pixcon._benchtools import run_worker
+
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)]
-    try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "note": f"timed out after {timeout:g} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(_RESULT_MARKER):
-            try:
-                return json.loads(line[len(_RESULT_MARKER):])
-            except json.JSONDecodeError:
-                break
-    status, note = _describe_exit(proc.returncode if proc.returncode else None)
-    tail = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-    if tail:
-        note += ": " + tail[-1].strip()[:200]
-    return {"status": status, "note": note}
+    # exit status 0 without a result reads as "no exit status", as it always has here
+    return run_worker(cmd, timeout, _RESULT_MARKER, lambda rc: _describe_exit(rc or None),
+                      stderr_chars=200)
 
 
 def _worker_main(spec_json: str) -> int:
-    result = _safe_measure(json.loads(spec_json))
-    sys.stdout.write(_RESULT_MARKER + json.dumps(result) + "\n")
-    sys.stdout.flush()
+    from pixcon._benchtools import emit_result
+
+    emit_result(_RESULT_MARKER, _safe_measure(json.loads(spec_json)))
     return 0
 
 
 # --------------------------------------------------------------------------------------------
 # reporting
 # --------------------------------------------------------------------------------------------
-
-def _fmt(v: Optional[float], spec: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
-
 
 def _ms(v: Optional[float]) -> str:
     if v is None:
@@ -535,19 +511,6 @@ def _ratio(v: Optional[float]) -> str:
     if v is None:
         return "-"
     return f"{v:.0f}x" if v >= 100 else f"{v:.1f}x" if v >= 10 else f"{v:.2f}x"
-
-
-def _text_table(header: Sequence[str], body: Sequence[Sequence[str]], left: Sequence[str],
-                title: str) -> str:
-    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(header)]
-
-    def line(cells):
-        return "  ".join(c.ljust(w) if h in left else c.rjust(w)
-                         for c, w, h in zip(cells, widths, header)).rstrip()
-
-    out = [title, line(header), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in body]
-    return "\n".join(out)
 
 
 def combo_key(r: Dict[str, Any]) -> Tuple[str, int, str, str]:
@@ -622,6 +585,8 @@ def headline(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 def print_tables(rows: Sequence[Dict[str, Any]], heads: Sequence[Dict[str, Any]],
                  machine: Dict[str, Any], cfg: Dict[str, Any]) -> None:
+    from pixcon._benchtools import fmt, print_table
+
     left = ("impl", "note")
     header = ["impl", "N", "median ms", "min ms", "runs", "GFLOP/s", "peak MB", "B/N^2",
               "pixcon speed-up", "pixcon mem ratio", "note"]
@@ -633,32 +598,32 @@ def print_tables(rows: Sequence[Dict[str, Any]], heads: Sequence[Dict[str, Any]]
             note = r.get("note") or ("" if ok else r["status"])
             body.append([
                 r["impl"], str(r["n"]), _ms(r.get("median_s")), _ms(r.get("min_s")),
-                _fmt(r.get("runs"), "d") if ok else "-", _fmt(r.get("gflops_nominal"), ".1f"),
-                _fmt(None if r.get("peak_bytes") is None else r["peak_bytes"] / _MB, ".1f"),
-                _fmt(r.get("peak_bytes_per_n2"), ".1f"),
+                fmt(r.get("runs"), "d") if ok else "-", fmt(r.get("gflops_nominal"), ".1f"),
+                fmt(None if r.get("peak_bytes") is None else r["peak_bytes"] / _MB, ".1f"),
+                fmt(r.get("peak_bytes_per_n2"), ".1f"),
                 _ratio(r.get("speedup")),
                 _ratio(r.get("memory_ratio")),
                 note])
         bags = BATCH_IMAGES if key[2] == "batch" else 1
         title = (f"\n{combo_name(key)} ({bags} bag{'s' if bags > 1 else ''}), fwd+bwd, "
                  f"{machine.get('cpu_model')} x {cfg['threads']} threads")
-        print(_text_table(header, body, left, title))
+        print_table(title, header, body, left, use_rich=False)
 
     body = []
     for h in heads:
         body.append([f"D={h['dim']} {h['variant']} {h['dtype']}", h["baseline"], h["pixcon"],
-                     _fmt(h.get("shared_n"), "d"),
+                     fmt(h.get("shared_n"), "d"),
                      _ratio(h.get("speedup")),
                      _ratio(h.get("memory_ratio")),
-                     _fmt(h.get("largest_n_baseline"), "d"), _fmt(h.get("largest_n_pixcon"), "d"),
+                     fmt(h.get("largest_n_baseline"), "d"), fmt(h.get("largest_n_pixcon"), "d"),
                      "" if not h.get("baseline_stopped_at") else
                      f"{h['baseline_stopped_at']['status']}"
                      f"{' (predicted)' if h['baseline_stopped_at'].get('predicted') else ''}"
                      f" at {h['baseline_stopped_at']['n']}"])
-    print(_text_table(["config", "baseline", "vs", "largest shared N", "pixcon speed-up",
-                       "pixcon mem ratio", "baseline max N", "pixcon max N", "baseline stopped"],
-                      body, ("config", "baseline", "vs", "baseline stopped"),
-                      "\nHeadline: pixcon against each baseline at the largest N both ran"))
+    print_table("\nHeadline: pixcon against each baseline at the largest N both ran",
+                ["config", "baseline", "vs", "largest shared N", "pixcon speed-up",
+                 "pixcon mem ratio", "baseline max N", "pixcon max N", "baseline stopped"],
+                body, ("config", "baseline", "vs", "baseline stopped"), use_rich=False)
 
 
 def plot_all(rows: Sequence[Dict[str, Any]], out_dir: str, device: str,
@@ -812,21 +777,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"timed runs at most (default: {DEFAULT_REPEATS}; --quick: {QUICK_REPEATS})")
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
                    help="untimed runs first, unless the step is long (default: %(default)s)")
-    p.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET,
-                   help="no further timed run once the timed runs took this many seconds "
-                   "(default: %(default)s)")
-    p.add_argument("--long-step", type=float, default=DEFAULT_LONG_STEP,
-                   help="no warm-up and one timed run when the step is predicted to take more "
-                   "than this many seconds (default: %(default)s)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                   help="seconds per configuration; a longer one is killed and recorded as "
-                   "'timeout' (default: %(default)s)")
-    p.add_argument("--memory-limit-gb", type=float, default=DEFAULT_MEMORY_LIMIT_GB,
-                   help="address-space cap per configuration above its start size, GiB; at "
-                   "most 85%% of MemAvailable on CPU (default: %(default)s)")
-    p.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES,
-                   help="start no configuration after this many minutes; the rest are recorded "
-                   "as 'not_run' (0: no limit; default: %(default)s)")
+    for flag, default, text in (
+            ("--time-budget", DEFAULT_TIME_BUDGET, "no further timed run once the timed runs "
+             "took this many seconds (default: %(default)s)"),
+            ("--long-step", DEFAULT_LONG_STEP, "no warm-up and one timed run when the step is "
+             "predicted to take more than this many seconds (default: %(default)s)"),
+            ("--timeout", DEFAULT_TIMEOUT, "seconds per configuration; a longer one is killed "
+             "and recorded as 'timeout' (default: %(default)s)"),
+            ("--memory-limit-gb", DEFAULT_MEMORY_LIMIT_GB, "address-space cap per configuration "
+             "above its start size, GiB; at most 85%% of MemAvailable on CPU "
+             "(default: %(default)s)"),
+            ("--max-minutes", DEFAULT_MAX_MINUTES, "start no configuration after this many "
+             "minutes; the rest are recorded as 'not_run' (0: no limit; default: %(default)s)")):
+        p.add_argument(flag, type=float, default=default, help=text)
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help="torch.set_num_threads in every configuration (default: %(default)s)")
     p.add_argument("--omp-wait-policy", choices=("passive", "active", "inherit"),
@@ -876,10 +839,10 @@ def replot(path: str, out_dir: str, plot: bool = True) -> int:
 
 
 def _machine_info(devices: Sequence[str]) -> Dict[str, Any]:
-    try:
-        from pixcon.bench import _machine_info as bench_machine_info
+    from pixcon._benchtools import machine_info, proc_field_bytes
 
-        info = bench_machine_info(devices)
+    try:
+        info = machine_info(devices)
     except Exception as e:  # noqa: BLE001
         import platform
 
@@ -893,32 +856,10 @@ def _machine_info(devices: Sequence[str]) -> Dict[str, Any]:
         info["pytorch_metric_learning_version"] = pytorch_metric_learning.__version__
     except ImportError:
         info["pytorch_metric_learning_version"] = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    info["mem_total_gb"] = round(float(line.split()[1]) / 1024 ** 2, 2)
-    except OSError:
-        pass
+    total = proc_field_bytes("/proc/meminfo", "MemTotal")
+    if total is not None:
+        info["mem_total_gb"] = round(total / _GB, 2)
     return info
-
-
-def _loadavg() -> Optional[List[float]]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (OSError, AttributeError):
-        return None
-
-
-def _mem_available_bytes() -> Optional[float]:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024.0
-    except OSError:
-        pass
-    return None
 
 
 def _run_sampling(args, devices: Sequence[str]) -> Optional[Dict[str, Any]]:
@@ -987,21 +928,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.stderr.write("pytorch-metric-learning is not installed: skipping 'supcon'\n")
             args.impls = [i for i in args.impls if i != "supcon"]
     torch.set_num_threads(args.threads)
+    from pixcon._benchtools import loadavg, proc_field_bytes, resolve_devices
 
-    if args.device == "auto":
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    elif args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch.cuda.is_available() is False")
-    else:
-        devices = [args.device]
+    devices = resolve_devices(args.device, parser)
     use_fork = args.isolation == "fork" or (args.isolation == "auto" and sys.platform == "linux")
 
-    avail = _mem_available_bytes()
+    avail = proc_field_bytes("/proc/meminfo", "MemAvailable")
     limit = args.memory_limit_gb * _GB
     if avail is not None:
         limit = min(limit, 0.85 * avail)
     machine = _machine_info(devices)
-    machine["loadavg_start"] = _loadavg()
+    machine["loadavg_start"] = loadavg()
     os.makedirs(args.out_dir, exist_ok=True)
 
     # Run order: float32 before bfloat16; within a dtype the cheap batch variant first, then
@@ -1086,7 +1023,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 res = run_subprocess(spec, args.timeout)
             row.update(res)
             row["status"] = res.get("status", "error")
-            row["loadavg"] = _loadavg()
+            row["loadavg"] = loadavg()
             if row["status"] == "ok":
                 row["peak_bytes_per_n2"] = row["peak_bytes"] / float(n * n)
         if row["status"] == "ok":
@@ -1101,7 +1038,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     add_ratios(rows)
     heads = headline(rows)
-    machine["loadavg_end"] = _loadavg()
+    machine["loadavg_end"] = loadavg()
     cfg = {
         "sizes": sorted(sizes), "large_sizes": sorted(large),
         "large_combos": [f"{d}/{v}/{t}" for d, v, t in sorted(large_set)],

@@ -8,7 +8,16 @@ from the rules below, not copied from any project.
 
 Every function takes the same inputs as ``pixcon.sample_pixels`` (``labels [B, H, W]`` integers,
 ``ignore_index``, ``num_classes``, the rule's parameters) plus an optional ``torch.Generator`` on
-the labels' device, and returns the same format:
+the labels' device:
+
+* ``labels``: ``[B, H, W]`` integer class per pixel;
+* ``per_image``: one bag per image (True) or one bag for the whole batch; only ``uniform`` has
+  the choice, the others accept it for a uniform signature and always return one bag;
+* ``ignore_index``: label of pixels that are never sampled;
+* ``num_classes``: labels must lie in ``[0, num_classes)`` (None: max label + 1);
+* ``generator``: torch RNG on the labels' device (None: the default generator);
+
+and returns the same format:
 
 * ``indices``: int64 ``[M]``, flat row indices into ``B * H * W``, ascending within each bag (and
   overall, since bags are ordered by image or there is only one);
@@ -33,7 +42,7 @@ Rules (the issue's spec):
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -56,6 +65,24 @@ def _check_labels(labels: Tensor, ignore_index: int, num_classes: Optional[int])
     if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_classes):
         raise ValueError(f"labels: values outside [0, {num_classes}) other than ignore_index")
     return num_classes
+
+
+def _flatten(labels: Tensor, ignore_index: int, num_classes: Optional[int]) -> Tuple[Tensor, int]:
+    """Validates ``labels [B, H, W]`` and returns them as ``[B, H * W]`` rows and ``H * W``
+    (image ``i``'s flat indices start at ``i * H * W``)."""
+    _check_labels(labels, ignore_index, num_classes)
+    b, h, w = labels.shape
+    return labels.reshape(b, h * w), h * w
+
+
+def _image_classes(flat: Tensor, ignore_index: int) -> Iterator[Tuple[int, int, Tensor]]:
+    """``(image, class, row)`` for every class present in every image (``row``: that image's
+    labels), the per-image, per-class Python loop of the public samplers."""
+    for image in range(flat.shape[0]):
+        row = flat[image]
+        for c in torch.unique(row).tolist():
+            if c != ignore_index:
+                yield image, c, row
 
 
 def _randperm(n: int, generator: Optional[torch.Generator], device: torch.device) -> Tensor:
@@ -96,23 +123,16 @@ def uniform(
     (``per_image``) or per batch, without replacement.
 
     Args:
-        labels: ``[B, H, W]`` integer class per pixel.
         num_samples: pixels per bag.
-        per_image: one bag per image (True) or one bag for the whole batch.
-        ignore_index: label of pixels that are never sampled.
-        num_classes: only checked (labels must lie in ``[0, num_classes)``).
-        generator: torch RNG on the labels' device (None: the default generator).
+        labels, per_image, ignore_index, num_classes, generator: see the module docstring.
 
     Returns:
         ``(indices, bag_offsets)``, see the module docstring.
     """
-    _check_labels(labels, ignore_index, num_classes)
-    b, h, w = labels.shape
-    hw = h * w
-    flat = labels.reshape(b, hw)
+    flat, hw = _flatten(labels, ignore_index, num_classes)
     if per_image:
         chunks, sizes = [], []
-        for image in range(b):
+        for image in range(flat.shape[0]):
             valid = (flat[image] != ignore_index).nonzero().squeeze(1)
             chosen = _take(valid, num_samples, generator) + image * hw
             chunks.append(chosen)
@@ -139,33 +159,22 @@ def class_balanced(
     ``V = min(smallest qualifying count, max_views, max_total // #qualifying)``; one bag.
 
     Args:
-        labels: ``[B, H, W]`` integer class per pixel.
         min_views: pixels a pair needs to take part.
         max_views: upper bound on ``V``.
         max_total: upper bound on the total, ``V * #qualifying``.
-        per_image: accepted for a uniform signature; the result is always one bag.
-        ignore_index: label of pixels that are never sampled.
-        num_classes: labels must lie in ``[0, num_classes)`` (None: max label + 1).
-        generator: torch RNG on the labels' device (None: the default generator).
+        labels, per_image, ignore_index, num_classes, generator: see the module docstring.
 
     Returns:
         ``(indices, bag_offsets)`` with one bag.
     """
     del per_image
-    _check_labels(labels, ignore_index, num_classes)
-    b, h, w = labels.shape
-    hw = h * w
-    flat = labels.reshape(b, hw)
+    flat, hw = _flatten(labels, ignore_index, num_classes)
     # pass 1: the candidate pixels of every (image, class) pair present in the image
     pairs: List[Tensor] = []
-    for image in range(b):
-        row = flat[image]
-        for c in torch.unique(row).tolist():
-            if c == ignore_index:
-                continue
-            idx = (row == c).nonzero().squeeze(1)
-            if idx.numel() >= min_views:
-                pairs.append(idx + image * hw)
+    for image, c, row in _image_classes(flat, ignore_index):
+        idx = (row == c).nonzero().squeeze(1)
+        if idx.numel() >= min_views:
+            pairs.append(idx + image * hw)
     if not pairs:
         return _finish([], [0], labels.device)
     smallest = min(int(p.numel()) for p in pairs)
@@ -202,33 +211,23 @@ def hard_easy(
     :func:`_split`; one bag.
 
     Args:
-        labels: ``[B, H, W]`` integer class per pixel.
         predictions: ``[B, H, W]`` predicted class per pixel.
         max_samples: total budget, shared equally by the qualifying pairs.
         max_views: pixels a pair needs more than, and the most it takes.
-        per_image: accepted for a uniform signature; the result is always one bag.
-        ignore_index: label of pixels that are never sampled.
-        num_classes: labels must lie in ``[0, num_classes)`` (None: max label + 1).
-        generator: torch RNG on the labels' device (None: the default generator).
+        labels, per_image, ignore_index, num_classes, generator: see the module docstring.
 
     Returns:
         ``(indices, bag_offsets)`` with one bag.
     """
     del per_image
-    _check_labels(labels, ignore_index, num_classes)
+    flat, hw = _flatten(labels, ignore_index, num_classes)
     if predictions is None or predictions.shape != labels.shape:
         raise ValueError("predictions must be a [B, H, W] tensor like labels")
-    b, h, w = labels.shape
-    hw = h * w
-    flat = labels.reshape(b, hw)
-    flat_pred = predictions.reshape(b, hw)
+    flat_pred = predictions.reshape(flat.shape)
     # pass 1: the qualifying (image, class) pairs
-    qualifying: List[Tuple[int, int]] = []
-    for image in range(b):
-        row = flat[image]
-        for c in torch.unique(row).tolist():
-            if c != ignore_index and int((row == c).sum()) > max_views:
-                qualifying.append((image, c))
+    qualifying: List[Tuple[int, int]] = [
+        (image, c) for image, c, row in _image_classes(flat, ignore_index)
+        if int((row == c).sum()) > max_views]
     if not qualifying:
         return _finish([], [0], labels.device)
     n = min(max_samples // len(qualifying), max_views)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -152,9 +151,9 @@ def time_calls(fn: Callable[[int], Tuple[Any, Any]], device: str, warmup: int,
 def _machine_info(devices: Sequence[str]) -> Dict[str, Any]:
     """Machine description, the same fields as ``pixcon.bench`` writes."""
     try:
-        from pixcon.bench import _machine_info as bench_machine_info
+        from pixcon._benchtools import machine_info
 
-        return bench_machine_info(devices)
+        return machine_info(devices)
     except Exception:  # noqa: BLE001 - fall back to the essentials
         import torch
 
@@ -163,18 +162,9 @@ def _machine_info(devices: Sequence[str]) -> Dict[str, Any]:
                 "logical_cores": os.cpu_count()}
 
 
-def _loadavg() -> Optional[List[float]]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (OSError, AttributeError):
-        return None
-
-
-def _fmt(v: Optional[float], spec: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
-
-
 def _print_table(rows: Sequence[Dict[str, Any]], title: str) -> None:
+    from pixcon._benchtools import fmt, print_table
+
     show_device = len({r["device"] for r in rows}) > 1
     header = (["device"] if show_device else []) + [
         "strategy", "impl", "pixels", "median ms", "min ms", "speed-up", "note"]
@@ -182,36 +172,11 @@ def _print_table(rows: Sequence[Dict[str, Any]], title: str) -> None:
     for r in rows:
         su = r.get("speedup")
         body.append(([r["device"]] if show_device else []) + [
-            r["strategy"], r["impl"], _fmt(r.get("selected"), "d"),
-            _fmt(None if r.get("median_s") is None else r["median_s"] * 1e3, ".2f"),
-            _fmt(None if r.get("min_s") is None else r["min_s"] * 1e3, ".2f"),
+            r["strategy"], r["impl"], fmt(r.get("selected"), "d"),
+            fmt(None if r.get("median_s") is None else r["median_s"] * 1e3, ".2f"),
+            fmt(None if r.get("min_s") is None else r["min_s"] * 1e3, ".2f"),
             "-" if su is None else f"{su:.1f}x", r.get("note") or ""])
-    left = {"device", "strategy", "impl", "note"}
-    try:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=title)
-        for h in header:
-            table.add_column(h, justify="left" if h in left else "right")
-        for cells in body:
-            table.add_row(*cells)
-        Console().print(table)
-        return
-    except ImportError:
-        pass
-    widths = [max(len(h), *(len(c[i]) for c in body)) if body else len(h)
-              for i, h in enumerate(header)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if h in left else c.rjust(w)
-                         for c, w, h in zip(cells, widths, header)).rstrip()
-
-    print(title)
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for cells in body:
-        print(line(cells))
+    print_table(title, header, body, ("device", "strategy", "impl", "note"))
 
 
 def _plot(rows: Sequence[Dict[str, Any]], path: str, title: str) -> None:
@@ -319,13 +284,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ImportError, AttributeError) as e:
         sys.stderr.write(f"cannot use pixcon.sample_pixels ({e}); install pixcon first: pip install .\n")
         return 1
-    if args.device == "auto":
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    elif args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch.cuda.is_available() is False")
-    else:
-        devices = [args.device]
+    # only now: pixcon may be missing, which the check above reports
+    from pixcon._benchtools import loadavg, resolve_devices
 
+    devices = resolve_devices(args.device, parser)
     machine = _machine_info(devices)
     configs = [(d, s, impl) for d in devices for s in strategies for impl in IMPLS]
     try:
@@ -372,7 +334,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if r.get("median_s") and base and base.get("median_s"):
             r["speedup"] = base["median_s"] / r["median_s"]
 
-    machine["loadavg_end"] = _loadavg()
+    machine["loadavg_end"] = loadavg()
     title = (f"pixel sampling, B={args.batch}, {args.size}x{args.size}, {args.classes} classes, "
              f"median of {repeats} | {machine.get('cpu_model', platform.machine())}, "
              f"torch {machine.get('torch_version')}, {machine.get('torch_num_threads')} threads"

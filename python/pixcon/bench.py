@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ._benchtools import (describe_exit, emit_result, fmt, loadavg, machine_info,
+                          mem_available_bytes, print_table, resolve_devices, run_worker)
 
 __all__ = ["main", "REF_BYTES_PER_N2", "estimate_reference_bytes", "flops"]
 
@@ -81,61 +80,6 @@ def estimate_reference_bytes(n: int, d: int = DEFAULT_DIM, denominator: str = "a
     # added so that the estimate stays an upper bound at small N too.
     per_n2 = REF_BYTES_PER_N2.get(denominator, max(REF_BYTES_PER_N2.values()))
     return per_n2 * float(n) * float(n) + 4.0 * 4.0 * float(n) * float(d)
-
-
-def _meminfo_available_bytes() -> Optional[float]:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024.0
-    except OSError:
-        pass
-    try:  # non-Linux POSIX fallback: physical memory
-        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _loadavg() -> Optional[List[float]]:
-    """1/5/15-minute load averages: other work on the machine makes timings noisy."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (OSError, AttributeError):
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def _physical_cores() -> Optional[int]:
-    """Physical cores from /proc/cpuinfo (distinct (physical id, core id)); None if unknown."""
-    try:
-        cores = set()
-        phys = core = None
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("physical id"):
-                    phys = line.split(":", 1)[1].strip()
-                elif line.startswith("core id"):
-                    core = line.split(":", 1)[1].strip()
-                elif not line.strip():
-                    if core is not None:
-                        cores.add((phys, core))
-                    phys = core = None
-        if core is not None:
-            cores.add((phys, core))
-        return len(cores) or None
-    except OSError:
-        return None
 
 
 def _make_inputs(n: int, d: int, classes: int, seed: int, device: str):
@@ -265,8 +209,7 @@ def _worker_main(spec_json: str) -> int:
             result = {"status": "oom", "note": f"out of memory ({type(e).__name__}{what})"}
         else:
             result = {"status": "error", "note": "failed: " + first[:200]}
-    sys.stdout.write(_RESULT_MARKER + json.dumps(result) + "\n")
-    sys.stdout.flush()
+    emit_result(_RESULT_MARKER, result)
     return 0
 
 
@@ -283,37 +226,15 @@ def _child_env() -> Dict[str, str]:
     return env
 
 
-def _describe_returncode(rc: int) -> str:
-    if rc < 0:
-        try:
-            name = signal.Signals(-rc).name
-        except ValueError:
-            name = f"signal {-rc}"
-        if -rc == signal.SIGKILL:
-            return f"killed by {name} (out of memory?)"
-        return f"killed by {name}"
-    return f"exited with status {rc}"
+def _explain_exit(rc: int) -> Tuple[str, str]:
+    if not rc:
+        return "error", "no result reported"
+    return describe_exit(rc, "out of memory?")
 
 
 def _run_config(spec: Dict[str, Any], timeout: Optional[float]) -> Dict[str, Any]:
     cmd = [sys.executable, "-m", "pixcon.bench", "--_worker", json.dumps(spec)]
-    try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              timeout=timeout, env=_child_env())
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "note": f"timed out after {timeout:g} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(_RESULT_MARKER):
-            try:
-                return json.loads(line[len(_RESULT_MARKER):])
-            except json.JSONDecodeError:
-                break
-    note = _describe_returncode(proc.returncode) if proc.returncode else "no result reported"
-    tail = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-    if tail:
-        note += ": " + tail[-1].strip()[:300]
-    status = "oom" if proc.returncode == -signal.SIGKILL else "error"
-    return {"status": status, "note": note}
+    return run_worker(cmd, timeout, _RESULT_MARKER, _explain_exit, env=_child_env())
 
 
 def _parse_sizes(text: str) -> List[int]:
@@ -383,34 +304,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _machine_info(devices: Sequence[str]) -> Dict[str, Any]:
-    import torch
-
-    info: Dict[str, Any] = {
-        "cpu_model": _cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "physical_cores": _physical_cores(),
-        "torch_num_threads": torch.get_num_threads(),
-        "mem_available_gb": (lambda b: None if b is None else round(b / _GB, 2))(
-            _meminfo_available_bytes()),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch_version": torch.__version__,
-        "loadavg_start": _loadavg(),
-    }
-    try:
-        import pixcon
-
-        info["pixcon_version"] = getattr(pixcon, "__version__", None)
-        info["cpu_isa"] = pixcon.cpu_isa() if hasattr(pixcon, "cpu_isa") else None
-    except Exception as e:  # noqa: BLE001
-        info["pixcon_import_error"] = f"{type(e).__name__}: {e}"
-    if any(d.startswith("cuda") for d in devices):
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-        info["cuda_version"] = torch.version.cuda
-    return info
-
-
 def _memory_limit_bytes(device: str, override_gb: Optional[float]) -> Optional[float]:
     if override_gb is not None:
         return override_gb * _GB
@@ -419,12 +312,8 @@ def _memory_limit_bytes(device: str, override_gb: Optional[float]) -> Optional[f
 
         free, _total = torch.cuda.mem_get_info()
         return 0.75 * free
-    avail = _meminfo_available_bytes()
+    avail = mem_available_bytes()
     return None if avail is None else 0.75 * avail
-
-
-def _fmt(v: Optional[float], spec: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
 def _table_rows(rows: Sequence[Dict[str, Any]], show_device: bool) -> List[List[str]]:
@@ -432,9 +321,9 @@ def _table_rows(rows: Sequence[Dict[str, Any]], show_device: bool) -> List[List[
     for r in rows:
         su = r.get("speedup")
         cells = [r["impl"], str(r["n"]),
-                 _fmt(None if r.get("median_s") is None else r["median_s"] * 1e3, ".1f"),
-                 _fmt(r.get("gflops"), ".1f"),
-                 _fmt(None if r.get("peak_bytes") is None else r["peak_bytes"] / _MB, ".1f"),
+                 fmt(None if r.get("median_s") is None else r["median_s"] * 1e3, ".1f"),
+                 fmt(r.get("gflops"), ".1f"),
+                 fmt(None if r.get("peak_bytes") is None else r["peak_bytes"] / _MB, ".1f"),
                  ("-" if su is None else f"{su:.2f}x"),
                  r.get("note") or ""]
         out.append(([r["device"]] if show_device else []) + cells)
@@ -445,33 +334,7 @@ def _print_table(rows: Sequence[Dict[str, Any]], title: str) -> None:
     show_device = len({r["device"] for r in rows}) > 1
     header = (["device"] if show_device else []) + [
         "impl", "N", "median ms", "GFLOP/s", "peak MB", "speed-up", "note"]
-    body = _table_rows(rows, show_device)
-    try:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=title)
-        for i, h in enumerate(header):
-            table.add_column(h, justify="left" if h in ("device", "impl", "note") else "right")
-        for cells in body:
-            table.add_row(*cells)
-        Console().print(table)
-        return
-    except ImportError:
-        pass
-    widths = [max(len(h), *(len(c[i]) for c in body)) if body else len(h)
-              for i, h in enumerate(header)]
-    left = {"device", "impl", "note"}
-
-    def line(cells):
-        return "  ".join(c.ljust(w) if h in left else c.rjust(w)
-                         for c, w, h in zip(cells, widths, header)).rstrip()
-
-    print(title)
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for cells in body:
-        print(line(cells))
+    print_table(title, header, _table_rows(rows, show_device), ("device", "impl", "note"))
 
 
 def _plot(rows: Sequence[Dict[str, Any]], path: str, title: str) -> None:
@@ -520,16 +383,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if repeats < 1 or args.dim < 1 or args.classes < 1 or args.temperature <= 0:
         parser.error("--repeats, --dim, --classes and --temperature must be positive")
 
-    import torch
-
-    if args.device == "auto":
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    elif args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch.cuda.is_available() is False")
-    else:
-        devices = [args.device]
-
-    machine = _machine_info(devices)
+    devices = resolve_devices(args.device, parser)
+    machine = machine_info(devices)
     limits = {d: _memory_limit_bytes(d, args.memory_limit_gb) for d in devices}
     configs = [(d, impl, n) for d in devices for n in sizes for impl in args.impls]
 
@@ -582,7 +437,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif r["impl"] == "reference" and r.get("median_s"):
             r["speedup"] = 1.0
 
-    machine["loadavg_end"] = _loadavg()
+    machine["loadavg_end"] = loadavg()
     title = (f"pixcon contrastive loss, fwd+bwd, float32, D={args.dim}, {args.classes} classes, "
              f"denominator={args.denominator}, median of {repeats} "
              f"| {machine['cpu_model']}, isa={machine.get('cpu_isa')}, "
