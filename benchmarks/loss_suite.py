@@ -173,6 +173,29 @@ def make_inputs(n: int, d: int, dtype: str, seed: int, device: str = "cpu",
     return z, y.to(device)
 
 
+def _per_row_loss(impl: str, offs_t: Any, offs: List[int],
+                  temperature: float) -> Optional[Callable[[Any, Any], Tuple[Any, Any]]]:
+    """``fn(z, y) -> (loss [N], valid [N])`` for the implementations with a per-row output
+    (``None`` for SupConLoss, which only returns a mean)."""
+    if impl in ("pixcon_all", "pixcon_pair"):
+        import pixcon
+
+        den = "all" if impl == "pixcon_all" else "pair"
+        return lambda z, y: pixcon.contrastive_loss(z, y, offs_t, temperature=temperature,
+                                                    ignore_index=IGNORE_INDEX, denominator=den)
+    if impl == "reference":
+        import pixcon.reference
+
+        return lambda z, y: pixcon.reference.contrastive_loss(
+            z, y, offs_t, temperature=temperature, ignore_index=IGNORE_INDEX, denominator="all")
+    if impl == "pair_baseline":
+        import pair_loss_baseline
+
+        return lambda z, y: pair_loss_baseline.pair_contrastive_loss(
+            z, y, offs, temperature=temperature, ignore_index=IGNORE_INDEX)
+    return None
+
+
 def make_step(impl: str, offsets: Sequence[int], temperature: float = TEMPERATURE,
               device: str = "cpu") -> Callable[[Any, Any], Tuple[Any, Any]]:
     """``step(z, y)``: one forward + backward of ``impl`` over the bags ``offsets``; returns
@@ -182,35 +205,10 @@ def make_step(impl: str, offsets: Sequence[int], temperature: float = TEMPERATUR
     offs_t = torch.tensor(list(offsets), dtype=torch.int64, device=device)
     offs = list(offsets)
 
-    if impl in ("pixcon_all", "pixcon_pair"):
-        import pixcon
-
-        den = "all" if impl == "pixcon_all" else "pair"
-
+    per_row = _per_row_loss(impl, offs_t, offs, temperature)
+    if per_row is not None:
         def step(z, y):
-            loss, valid = pixcon.contrastive_loss(z, y, offs_t, temperature=temperature,
-                                                  ignore_index=IGNORE_INDEX, denominator=den)
-            total = loss.sum()
-            total.backward()
-            return total.detach(), valid.sum()
-        return step
-    if impl == "reference":
-        import pixcon.reference
-
-        def step(z, y):
-            loss, valid = pixcon.reference.contrastive_loss(
-                z, y, offs_t, temperature=temperature, ignore_index=IGNORE_INDEX,
-                denominator="all")
-            total = loss.sum()
-            total.backward()
-            return total.detach(), valid.sum()
-        return step
-    if impl == "pair_baseline":
-        import pair_loss_baseline
-
-        def step(z, y):
-            loss, valid = pair_loss_baseline.pair_contrastive_loss(
-                z, y, offs, temperature=temperature, ignore_index=IGNORE_INDEX)
+            loss, valid = per_row(z, y)
             total = loss.sum()
             total.backward()
             return total.detach(), valid.sum()

@@ -839,3 +839,9 @@ def test_cuda_module_with_sampler_equals_cpu():
     sampler = pixcon.PixelSampler("class_balanced", seed=2, min_views=2)
     loss_fn = pixcon.nn.PixelContrastiveLoss(sampler=sampler)
     torch.testing.assert_close(loss_fn(x.cuda(), y.cuda()).cpu(), loss_fn(x, y), rtol=1e-10, atol=1e-10)
+
+
+def test_only_the_hard_easy_sampler_reads_predictions():
+    assert pixcon.PixelSampler("hard_easy").uses_predictions
+    assert not pixcon.PixelSampler("uniform").uses_predictions
+    assert not pixcon.PixelSampler("class_balanced").uses_predictions

@@ -33,15 +33,9 @@ def sample_pixels(labels: Tensor, feature_size: int, per_class: int, seed: int) 
     return idx[keep], flat[idx[keep]]
 
 
-@torch.no_grad()
-def decoder_features(model, images: Tensor, indices: Tensor, batch_size: int = 32) -> Tensor:
+def decoder_features(model, images: Tensor, indices: Tensor) -> Tensor:
     """L2-normalised decoder features [len(indices), F] at the given flat pixel indices."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    feats = torch.cat([model.features(images[i:i + batch_size].to(device)).cpu()
-                       for i in range(0, images.shape[0], batch_size)])  # [N, F, h, w]
-    model.train(was_training)
+    feats = model.in_eval(model.features, images)  # [N, F, h, w]
     rows = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])[indices]
     return F.normalize(rows, dim=1)
 

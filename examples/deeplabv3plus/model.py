@@ -7,6 +7,8 @@ is used by the contrastive pretraining stage only; fine-tuning and inference use
 
 from __future__ import annotations
 
+from typing import Callable
+
 import segmentation_models_pytorch as smp
 import torch
 from torch import Tensor, nn
@@ -47,12 +49,16 @@ class DeepLabWithProjection(nn.Module):
         return self.classify(features), self.head(features)
 
     @torch.no_grad()
-    def predict(self, images: Tensor, batch_size: int = 32) -> Tensor:
-        """Softmax probabilities [N, C, H, W] (on the CPU) in eval mode, in batches."""
+    def in_eval(self, fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int = 32) -> Tensor:
+        """``fn`` (e.g. ``self.features``) over ``images`` in batches, in eval mode, concatenated
+        on the CPU; the training mode is restored after."""
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        out = [torch.softmax(self.classify(self.features(images[i:i + batch_size].to(device))), dim=1).cpu()
-               for i in range(0, images.shape[0], batch_size)]
+        out = [fn(images[i:i + batch_size].to(device)).cpu() for i in range(0, images.shape[0], batch_size)]
         self.train(was_training)
         return torch.cat(out)
+
+    def predict(self, images: Tensor) -> Tensor:
+        """Softmax probabilities [N, C, H, W] (on the CPU) in eval mode."""
+        return self.in_eval(lambda x: torch.softmax(self.classify(self.features(x)), dim=1), images)

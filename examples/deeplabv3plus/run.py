@@ -169,8 +169,6 @@ def _run(cfg: train.Config, mode: str, out_dir: Path, threads: int) -> int:
         return extra
 
     results = train.run_settings(data, cfg, on_model)
-    for name in train.SETTINGS:
-        results[name]["train_seconds"] = round(results[name]["train_seconds"], 1)
     timings["embedding_figures"] = figure_seconds
     timings["settings"] = {name: results[name]["train_seconds"] for name in train.SETTINGS}
     timings["total"] = round(time.perf_counter() - started, 1)

@@ -255,10 +255,33 @@ def pseudo_labels(model: DeepLabWithProjection, images: Tensor, cfg: Config) -> 
 # ----------------------------------------------------------------------------- the three settings
 
 
-def new_model(cfg: Config) -> DeepLabWithProjection:
-    torch.manual_seed(cfg.seed)  # the same initial weights in every setting
-    return DeepLabWithProjection(NUM_CLASSES, cfg.encoder, cfg.decoder_channels, cfg.projection_channels,
-                                 encoder_depth=cfg.encoder_depth).to(cfg.device)
+def new_model(cfg: Config) -> tuple[DeepLabWithProjection, torch.Generator]:
+    """The same initial weights and the same batch order in every setting."""
+    torch.manual_seed(cfg.seed)
+    model = DeepLabWithProjection(NUM_CLASSES, cfg.encoder, cfg.decoder_channels, cfg.projection_channels,
+                                  encoder_depth=cfg.encoder_depth).to(cfg.device)
+    return model, torch.Generator().manual_seed(cfg.seed)
+
+
+def pretrain_then_finetune(model: DeepLabWithProjection, pools: list[tuple[Tensor, Tensor]], cfg: Config,
+                           gen: torch.Generator, tag: str) -> dict:
+    """Stage 1 (contrastive) then stage 2 (cross-entropy) on the same pools; their loss summaries."""
+    return {"contrastive": train_contrastive(model, pools, cfg.contrastive_steps, cfg, gen,
+                                             f"{tag} stage 1 contrastive"),
+            "ce": train_ce(model, pools, cfg.ce_steps, cfg, gen, f"{tag} stage 2 CE")}
+
+
+def pseudo_label_stats(pseudo: Tensor, true: Tensor) -> dict:
+    """How many unlabelled pixels kept a pseudo label, and how many of those are right."""
+    kept = pseudo != IGNORE_INDEX
+    return {
+        "images": int(pseudo.shape[0]),
+        "pixels_kept_fraction": round(float(kept.double().mean()), 4) if kept.numel() else 0.0,
+        "kept_pixels_accuracy": round(float((pseudo[kept] == true[kept]).double().mean()), 4) if kept.any() else None,
+        "kept_fraction_per_true_class": {
+            name: round(float(kept[true == c].double().mean()), 4) if (true == c).any() else None
+            for c, name in enumerate(CLASSES)},
+    }
 
 
 def run_settings(data: SceneData, cfg: Config,
@@ -278,49 +301,28 @@ def run_settings(data: SceneData, cfg: Config,
 
     # (1) cross-entropy only
     start = time.perf_counter()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = new_model(cfg)
-    stages = {"ce": train_ce(model, [labelled], cfg.ce_steps, cfg, gen,
-                             "(1) CE")}
-    finish("ce_only", model, stages, start)
+    model, gen = new_model(cfg)
+    finish("ce_only", model, {"ce": train_ce(model, [labelled], cfg.ce_steps, cfg, gen, "(1) CE")}, start)
     del model
 
     # (2) contrastive pretraining, then cross-entropy fine-tuning
     start = time.perf_counter()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = new_model(cfg)
-    stages = {"contrastive": train_contrastive(model, [labelled],
-                                               cfg.contrastive_steps, cfg, gen, "(2) stage 1 contrastive"),
-              "ce": train_ce(model, [labelled], cfg.ce_steps, cfg, gen,
-                             "(2) stage 2 CE")}
-    finish("contrastive", model, stages, start)
+    model, gen = new_model(cfg)
+    finish("contrastive", model, pretrain_then_finetune(model, [labelled], cfg, gen, "(2)"), start)
 
     # (3) pseudo labels from (2)'s model, then (2) again on labelled + pseudo-labelled images
     start = time.perf_counter()
     pseudo = pseudo_labels(model, data.unlabelled_images, cfg)
-    kept = pseudo != IGNORE_INDEX
-    true = data.unlabelled_true_labels
-    pseudo_stats = {
-        "images": int(pseudo.shape[0]),
-        "pixels_kept_fraction": round(float(kept.double().mean()), 4) if kept.numel() else 0.0,
-        "kept_pixels_accuracy": round(float((pseudo[kept] == true[kept]).double().mean()), 4) if kept.any() else None,
-        "kept_fraction_per_true_class": {
-            name: round(float(kept[true == c].double().mean()), 4) if (true == c).any() else None
-            for c, name in enumerate(CLASSES)},
-    }
-    if kept.any():
-        tqdm.write(f"pseudo labels: {pseudo_stats['pixels_kept_fraction']:.1%} of the unlabelled pixels kept, "
-                   f"{pseudo_stats['kept_pixels_accuracy']:.1%} of them correct")
+    stats = pseudo_label_stats(pseudo, data.unlabelled_true_labels)
+    any_kept = bool((pseudo != IGNORE_INDEX).any())
+    if any_kept:
+        tqdm.write(f"pseudo labels: {stats['pixels_kept_fraction']:.1%} of the unlabelled pixels kept, "
+                   f"{stats['kept_pixels_accuracy']:.1%} of them correct")
     else:
         tqdm.write("pseudo labels: no unlabelled pixel passed the thresholds; (3) trains on the labelled images only")
     del model
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = new_model(cfg)
-    pools = [labelled, (data.unlabelled_images, pseudo)] if kept.any() else [labelled]
-    stages = {"contrastive": train_contrastive(model, pools, cfg.contrastive_steps,
-                                               cfg, gen, "(3) stage 1 contrastive"),
-              "ce": train_ce(model, pools, cfg.ce_steps, cfg, gen,
-                             "(3) stage 2 CE")}
-    finish("contrastive_pseudo", model, stages, start)
-    results["contrastive_pseudo"]["pseudo_labels"] = pseudo_stats
+    model, gen = new_model(cfg)
+    pools = [labelled, (data.unlabelled_images, pseudo)] if any_kept else [labelled]
+    finish("contrastive_pseudo", model, pretrain_then_finetune(model, pools, cfg, gen, "(3)"), start)
+    results["contrastive_pseudo"]["pseudo_labels"] = stats
     return results

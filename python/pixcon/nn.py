@@ -122,7 +122,7 @@ class PixelContrastiveLoss(nn.Module):
         rows = embeddings.permute(0, 2, 3, 1).reshape(b * h * w, d)
         row_labels = labels.reshape(-1)
         if self.sampler is not None:
-            if predictions is not None:
+            if predictions is not None and self.sampler.uses_predictions:
                 predictions = _resize_classes(predictions, embeddings.shape[-2:])
             indices, offsets = self.sampler(labels, predictions, self.ignore_index)
             rows, row_labels = rows[indices], row_labels[indices]

@@ -143,6 +143,11 @@ class PixelSampler:
         options = dict(config)
         return cls(options.pop("strategy"), **options)
 
+    @property
+    def uses_predictions(self) -> bool:
+        """Whether the strategy reads the predicted classes (only "hard_easy" does)."""
+        return self.strategy == "hard_easy"
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.rule.items())
         return f"PixelSampler({self.strategy!r}, seed={self.seed}, per_image={self.per_image}, {params})"

@@ -20,8 +20,8 @@ class DepthwiseSeparableASPPContrastHead(DepthwiseSeparableASPPHead):
     In training mode ``forward`` returns ``(seg_logits, embeddings)`` and ``loss`` adds the
     contrastive term, computed by ``loss_contrast`` on the embeddings, to the parent's losses
     (``loss_decode`` on the logits; ``loss_decode=[]`` gives contrastive pretraining alone).
-    The loss receives the predicted classes (argmax of the detached logits) for samplers
-    that need them (``"hard_easy"``). In eval mode the head is its parent: same logits, same
+    The loss receives the predicted classes (argmax of the detached logits) when its sampler
+    uses them (``"hard_easy"``). In eval mode the head is its parent: same logits, same
     predictions, and a checkpoint of this head loads into a plain
     ``DepthwiseSeparableASPPHead`` (the projection weights are then unused keys).
 
@@ -63,8 +63,9 @@ class DepthwiseSeparableASPPContrastHead(DepthwiseSeparableASPPHead):
         logits, embeddings = seg_logits
         losses = super().loss_by_feat(logits, batch_data_samples)
         labels = self._stack_batch_gt(batch_data_samples).squeeze(1)
-        term = self.loss_contrast(embeddings, labels, predictions=logits.detach().argmax(dim=1),
-                                  ignore_index=self.ignore_index)
+        sampler = self.loss_contrast.sampler
+        predictions = logits.detach().argmax(dim=1) if sampler is not None and sampler.uses_predictions else None
+        term = self.loss_contrast(embeddings, labels, predictions=predictions, ignore_index=self.ignore_index)
         name = self.loss_contrast.loss_name
         # mmseg sums terms that share a name.
         losses[name] = losses[name] + term if name in losses else term
