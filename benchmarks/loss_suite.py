@@ -73,6 +73,13 @@ and ``loss_suite_<device>_memory.png`` (one log-log panel per (D, variant, dtype
 implementation) and one two-panel figure per (D, variant, dtype). Then it runs
 ``benchmarks/sampling_throughput.py`` (pixel sampling against the Python-loop samplers) with the
 same thread count and output directory (``--no-sampling`` to skip).
+
+``--gpu-grid`` is the GPU's own preset (section "the GPU grid" below; benchmarks/README.md):
+one bag of N = 4225 to 262144 rows, D = 128 and 256, float32 strict, float32 with TF32 and
+bfloat16, pixcon against the reference and SupConLoss on CUDA, one worker process per
+implementation, rows planned against the GPU's memory and run within ``--budget-s``; it writes
+``loss_suite_cuda_grid.json`` and ``.md``. ``--gpu-model`` prints the fused kernels' predicted
+times (the performance model of benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -80,6 +87,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import importlib.util
 import json
 import math
 import os
@@ -116,6 +124,10 @@ IMPL_STYLE = {  # colour, marker, line style
 }
 VARIANTS = ("single", "batch")
 DTYPES = ("float32", "bfloat16")
+#: the GPU grid's dtypes: "tf32" is float32 input with torch's TF32 matmul setting on
+GPU_DTYPES = ("float32", "tf32", "bfloat16")
+#: the tensor dtype of each benchmark dtype that is not a torch dtype name
+STORAGE_DTYPE = {"tf32": "float32"}
 DEFAULT_DIMS = (128, 256)
 DEFAULT_SIZES = (1024, 4225, 16641, 66049)  # 32^2, 65^2, 129^2, 257^2
 #: the combinations (D, variant, dtype) that also run the large N by default
@@ -169,7 +181,8 @@ def make_inputs(n: int, d: int, dtype: str, seed: int, device: str = "cpu",
     z.div_(z.norm(dim=1, keepdim=True).clamp_min_(1e-12))
     y = torch.randint(0, classes, (n,), generator=g, dtype=torch.int64)
     y[torch.rand(n, generator=g) < IGNORE_FRACTION] = IGNORE_INDEX
-    z = z.to(device=device, dtype=getattr(torch, dtype)).requires_grad_(True)
+    z = z.to(device=device, dtype=getattr(torch, STORAGE_DTYPE.get(dtype, dtype)))
+    z.requires_grad_(True)
     return z, y.to(device)
 
 
@@ -341,7 +354,10 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     device = spec["device"]
     cuda = device.startswith("cuda")
     torch.set_num_threads(int(spec["threads"]))
-    if not cuda:
+    if cuda:
+        # one global switch that pixcon.contrastive_loss and the baselines' matmuls all follow
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if dtype == "tf32" else "ieee"
+    else:
         _limit_address_space(spec.get("memory_limit_bytes"))
     offs = bag_offsets(n, int(spec["bags"]))
     step = make_step(impl, offs, float(spec["temperature"]), device)
@@ -399,7 +415,7 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     else:
         peak = _maxrss_bytes() - base
     med = statistics.median(times)
-    nominal = 6.0 * d * sum((b - a) ** 2 for a, b in zip(offs[:-1], offs[1:]))
+    nominal = nominal_flops(n, d, int(spec["bags"]))
     loss_val = float(loss_sum.float().item())
     return {
         "status": "ok",
@@ -431,6 +447,8 @@ def _safe_measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     try:
         if spec.get("kind") == "checks":
             return {"status": "ok", "checks": run_checks()}
+        if spec.get("kind") == "device":
+            return _gpu_device_info()
         return measure(spec)
     except BaseException as e:  # noqa: BLE001 - reported to the driver
         return _classify_exception(e)
@@ -518,7 +536,7 @@ def combo_key(r: Dict[str, Any]) -> Tuple[str, int, str, str]:
 def combo_order(key: Tuple[str, int, str, str]) -> Tuple:
     """Display order: device, dtype, D, variant."""
     device, dim, variant, dtype = key
-    return (device, DTYPES.index(dtype) if dtype in DTYPES else 9, dim,
+    return (device, GPU_DTYPES.index(dtype) if dtype in GPU_DTYPES else 9, dim,
             VARIANTS.index(variant) if variant in VARIANTS else 9)
 
 
@@ -635,8 +653,8 @@ def plot_all(rows: Sequence[Dict[str, Any]], out_dir: str, device: str,
 
     rows = [r for r in rows if r["device"] == device]
     combos = sorted({combo_key(r) for r in rows if r["status"] == "ok"},
-                    key=lambda k: (k[2] != "single", k[1], DTYPES.index(k[3]) if k[3] in DTYPES
-                                   else 9))
+                    key=lambda k: (k[2] != "single", k[1],
+                                   GPU_DTYPES.index(k[3]) if k[3] in GPU_DTYPES else 9))
     if not combos:
         return []
     paths = []
@@ -712,6 +730,509 @@ def plot_all(rows: Sequence[Dict[str, Any]], out_dir: str, device: str,
 
 
 # --------------------------------------------------------------------------------------------
+# the GPU grid (--gpu-grid): one bag on CUDA, the fused kernels against the matrix baselines
+# --------------------------------------------------------------------------------------------
+
+GPU_GRID_SIZES = (4225, 16641, 66049, 262144)  # 65^2, 129^2, 257^2, 512^2
+#: run order: the baselines first, they are cheap wherever they fit
+GPU_GRID_IMPLS = ("reference", "supcon", "pixcon_all")
+PIXCON_IMPLS = ("pixcon_all", "pixcon_pair")
+GPU_REPEATS, GPU_TIME_BUDGET, GPU_LONG_STEP, GPU_ROW_TIMEOUT = 5, 5.0, 2.0, 60.0
+GPU_DEFAULT_BUDGET_S = 900.0
+#: a row runs only when its predicted peak fits in this share of the GPU memory that was free
+#: when the first worker started
+GPU_USABLE_FRACTION = 0.9
+#: peak bytes per N^2 of the matrix-building baselines before the GPU has measured a smaller N:
+#: the largest the CPU suite measured at N >= 4225 (benchmarks/measured/loss_suite_cpu.json:
+#: reference 34.3, SupConLoss 47.7), with a quarter more for the CUDA allocator's rounding
+GPU_BASELINE_BYTES_PER_N2 = {"reference": 34.3 * 1.25, "supcon": 47.7 * 1.25}
+#: pixcon's peak growth per element of [N, D] before one is measured: the gradient and the
+#: packed copy of Z take at most 4 B each; doubled as a margin (its O(N) statistics are small)
+PIXCON_BYTES_PER_ND = 16.0
+
+#: The GPUs of the performance model (benchmarks/README.md, "Performance model"). Tensor-core
+#: and FMA rates are NVIDIA's datasheet numbers without sparsity; exp2 runs on the SFU at 16 per
+#: SM per clock; 132 SMs at the 1.98 GHz boost clock. The L2-to-SM bandwidth is not in the
+#: datasheet: 7 TB/s is an assumption until a measurement replaces it.
+GPU_SPECS = {
+    "H100 SXM": {"bf16": 990e12, "tf32": 495e12, "fp32": 67e12, "sms": 132, "clock_hz": 1.98e9,
+                 "hbm": 3.35e12, "l2": 7e12},
+    "H200": {"bf16": 990e12, "tf32": 495e12, "fp32": 67e12, "sms": 132, "clock_hz": 1.98e9,
+             "hbm": 4.8e12, "l2": 7e12},
+}
+#: achievable fractions of the peak rates: FlashAttention-2 reaches ~35 % of an H100 with the
+#: same tile shape on mma.sync-class instructions (WMMA here), FlashAttention-3 ~75 % with wgmma
+MODEL_FRACTIONS = {"expected": 0.35, "best": 0.75}
+#: the fused kernels' shape (DESIGN.md 3b): rows per CTA, columns per tile, the k-chunk D is
+#: padded to, the widest gradient chunk of a backward CTA; CTAs resident per SM is an assumption
+TILE_ROWS, TILE_COLS, K_CHUNK, GRAD_CHUNK, CTAS_PER_SM = 64, 64, 32, 256, 2
+
+
+def nominal_flops(n: int, d: int, bags: int = 1) -> float:
+    """The nominal forward (2 n^2 D) + backward (4 n^2 D) flops of ``n`` rows in ``bags`` bags."""
+    offs = bag_offsets(n, bags)
+    return 6.0 * d * sum((b - a) ** 2 for a, b in zip(offs[:-1], offs[1:]))
+
+
+def gpu_spec_for(name: str) -> Tuple[str, Dict[str, float]]:
+    """The model's GPU for a device name: the H200 for an H200, else the H100 SXM (whose rates
+    then stand in for another GPU, so its predictions are rough there)."""
+    key = "H200" if "H200" in name.upper() else "H100 SXM"
+    return key, GPU_SPECS[key]
+
+
+def fused_model(n: int, d: int, dtype: str, spec: Dict[str, float],
+                fraction: float = MODEL_FRACTIONS["expected"]) -> Dict[str, Any]:
+    """Predicted forward + backward of the fused kernels on one bag of ``n`` rows.
+
+    Each pass takes as long as the slowest of four resources at its peak rate: the tensor cores
+    or FMA pipe (similarities at the input's rate; the backward's W Z at the TF32 rate, FMA for
+    strict float32), the SFU's exp2, L2-to-SM traffic (every CTA re-streams its row tile and
+    each column tile through shared memory in k-chunks), and HBM (one read of the packed Z per
+    wave of resident CTAs). The two passes' sum is divided by ``fraction``.
+    """
+    dp = -(-d // K_CHUNK) * K_CHUNK
+    esize = 2 if dtype == "bfloat16" else 4
+    chunks = -(-d // GRAD_CHUNK)
+    rate_s = spec[{"bfloat16": "bf16", "tf32": "tf32", "float32": "fp32"}[dtype]]
+    rate_w = spec["fp32"] if dtype == "float32" else spec["tf32"]
+    exp_rate = 16.0 * spec["sms"] * spec["clock_hz"]
+    n2 = float(n) * n
+    tiles = n2 / (TILE_ROWS * TILE_COLS)
+    waves = math.ceil(math.ceil(n / TILE_ROWS) / (CTAS_PER_SM * spec["sms"]))
+    z_bytes = float(n) * dp * esize
+
+    def phase(tensor_s, flops, exps, l2_bytes, hbm_bytes):
+        times = {"tensor": tensor_s, "sfu": exps / exp_rate, "l2": l2_bytes / spec["l2"],
+                 "hbm": hbm_bytes / spec["hbm"]}
+        bound = max(times, key=times.get)
+        return {"flops": flops, "exps": exps, "l2_bytes": l2_bytes, "hbm_bytes": hbm_bytes,
+                "times_s": times, "bound": bound, "seconds": times[bound]}
+
+    fwd = phase(2 * n2 * d / rate_s, 2 * n2 * d, n2, tiles * (TILE_ROWS + TILE_COLS) * dp * esize,
+                (2 + waves) * z_bytes)
+    bwd = phase(chunks * 2 * n2 * d / rate_s + 2 * n2 * d / rate_w, (chunks + 1) * 2 * n2 * d,
+                2 * n2 * chunks,
+                tiles * (chunks * (TILE_ROWS + TILE_COLS) + TILE_COLS) * dp * esize,
+                (2 + waves * chunks) * z_bytes)
+    seconds = (fwd["seconds"] + bwd["seconds"]) / fraction
+    return {"forward": fwd, "backward": bwd, "fraction": fraction, "seconds": seconds,
+            "tflops_nominal": nominal_flops(n, d) / seconds / 1e12}
+
+
+def model_markdown(sizes: Sequence[int] = GPU_GRID_SIZES, dims: Sequence[int] = DEFAULT_DIMS,
+                   dtypes: Sequence[str] = GPU_DTYPES) -> str:
+    """The performance model's table (benchmarks/README.md): predicted forward + backward time
+    on the H100 SXM and the H200 at both fractions, the bound of each pass, TFLOP/s (6 N^2 D)."""
+    names = list(GPU_SPECS)
+    head = ["N", "D", "dtype", "bound fwd / bwd"]
+    for name in names:
+        head += [f"{name} ms at {int(f * 100)} %" for f in MODEL_FRACTIONS.values()]
+    head += [f"TFLOP/s at {int(MODEL_FRACTIONS['expected'] * 100)} %"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---|" + "---:|" * (len(head) - 4)]
+    for dtype in dtypes:
+        for d in dims:
+            for n in sizes:
+                first = fused_model(n, d, dtype, GPU_SPECS[names[0]])
+                cells = [f"{n:,}".replace(",", " "), str(d), "float32 TF32" if dtype == "tf32"
+                         else dtype, f"{first['forward']['bound']} / {first['backward']['bound']}"]
+                for name in names:
+                    cells += [_ms(fused_model(n, d, dtype, GPU_SPECS[name], f)["seconds"])
+                              for f in MODEL_FRACTIONS.values()]
+                cells.append(f"{first['tflops_nominal']:.0f}")
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def gpu_prediction(impl: str, n: int, d: int, dtype: str, spec: Dict[str, float],
+                   prev: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
+    """Predicted step time and peak bytes of a GPU row: scaled from ``prev``, the last measured
+    row of the same implementation, D and dtype (time as N^2; peak as N^2 for a baseline, N for
+    pixcon); without one, the fused-kernel model for pixcon and, for a baseline, its prior bytes
+    per N^2 with the time of its matmuls plus four HBM passes over that memory."""
+    if prev is not None:
+        ratio = n / prev["n"]
+        return {"predicted_s": prev["median_s"] * ratio ** 2,
+                "predicted_peak_bytes": prev["peak_bytes"] * (ratio if impl in PIXCON_IMPLS
+                                                              else ratio ** 2)}
+    if impl in PIXCON_IMPLS:
+        return {"predicted_s": fused_model(n, d, dtype, spec)["seconds"],
+                "predicted_peak_bytes": PIXCON_BYTES_PER_ND * n * d}
+    peak = GPU_BASELINE_BYTES_PER_N2[impl] * float(n) * n
+    rate = spec[{"bfloat16": "bf16", "tf32": "tf32", "float32": "fp32"}[dtype]]
+    return {"predicted_s": nominal_flops(n, d) / rate + 4 * peak / spec["hbm"],
+            "predicted_peak_bytes": peak}
+
+
+def gpu_skip_note(row: Dict[str, Any], usable_bytes: float,
+                  row_timeout: float) -> Optional[Tuple[str, str]]:
+    """``(status, note)`` for a row whose prediction rules it out, else None."""
+    peak, secs = row["predicted_peak_bytes"], row["predicted_s"]
+    if peak > usable_bytes:
+        return "oom", (f"not run: predicted peak {peak / _GB:.1f} GiB > {usable_bytes / _GB:.1f} "
+                       "GiB usable on the GPU")
+    if secs > row_timeout:
+        return "timeout", f"not run: predicted {secs:.0f} s per step > {row_timeout:g} s per row"
+    return None
+
+
+def plan_gpu_grid(sizes: Sequence[int], dims: Sequence[int], dtypes: Sequence[str],
+                  impls: Sequence[str], usable_bytes: float, spec: Dict[str, float],
+                  row_timeout: float,
+                  unavailable: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
+    """The GPU grid's rows in run order, each with its prediction; rows that will not run
+    already carry their status and note: an implementation in ``unavailable`` (impl -> note,
+    e.g. a package that is not installed), a predicted peak above ``usable_bytes`` ("oom") or a
+    predicted step above ``row_timeout`` ("timeout"). Each implementation's rows run by
+    ascending predicted time, so a spent budget costs the longest rows."""
+    unavailable = unavailable or {}
+    rows: List[Dict[str, Any]] = []
+    for impl in [i for i in GPU_GRID_IMPLS if i in impls]:
+        mine = []
+        for dtype in dtypes:
+            for d in dims:
+                for n in sizes:
+                    row = {"device": "cuda", "dim": d, "variant": "single", "dtype": dtype,
+                           "bags": 1, "impl": impl, "n": n, "status": None, "note": None,
+                           "median_s": None, "peak_bytes": None}
+                    row.update(gpu_prediction(impl, n, d, dtype, spec))
+                    if impl in PIXCON_IMPLS:
+                        row["model_s"] = row["predicted_s"]
+                    skip = (("not_run", unavailable[impl]) if impl in unavailable
+                            else gpu_skip_note(row, usable_bytes, row_timeout))
+                    if skip:
+                        row["status"], row["note"] = skip
+                        row["predicted"] = skip[0] != "not_run"
+                    mine.append(row)
+        rows += sorted(mine, key=lambda r: (r["predicted_s"], r["n"]))
+    return rows
+
+
+def plan_text(rows: Sequence[Dict[str, Any]]) -> str:
+    """The plan as a plain table: one line per row, in run order."""
+    out = [f"{'impl':<11} {'D':>4} {'dtype':<9} {'N':>7} {'pred ms':>9} "
+           f"{'pred peak GiB':>13}  plan"]
+    for r in rows:
+        out.append(f"{r['impl']:<11} {r['dim']:>4} {r['dtype']:<9} {r['n']:>7} "
+                   f"{_ms(r['predicted_s']):>9} {r['predicted_peak_bytes'] / _GB:>13.2f}  "
+                   f"{r['note'] or 'run'}")
+    return "\n".join(out)
+
+
+class _GpuWorker:
+    """One ``--_gpu_worker`` process: it runs the specs sent on its stdin one at a time and
+    answers each with a marker line; a worker that dies or overruns is killed and the next
+    request starts a fresh one."""
+
+    def __init__(self) -> None:
+        self.proc: Optional[subprocess.Popen] = None
+        self.stderr = None
+        self.buffer = b""
+
+    def _start(self) -> None:
+        import tempfile
+
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_gpu_worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr)
+        self.buffer = b""
+
+    def _readline(self, deadline: float) -> Optional[str]:
+        import select
+
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    return None
+                self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode(errors="replace")
+
+    def _stderr_tail(self) -> str:
+        self.stderr.seek(0)
+        lines = [l for l in self.stderr.read().decode(errors="replace").splitlines() if l.strip()]
+        return lines[-1].strip()[:200] if lines else ""
+
+    def request(self, spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        deadline = time.monotonic() + timeout
+        try:
+            self.proc.stdin.write((json.dumps(spec) + "\n").encode())
+            self.proc.stdin.flush()
+            line = ""
+            while line is not None and not line.startswith(_RESULT_MARKER):
+                line = self._readline(deadline)
+        except (BrokenPipeError, OSError):
+            line = None
+        if line is not None:
+            result = json.loads(line[len(_RESULT_MARKER):])
+            if result.get("cuda_context_lost"):
+                self.close()
+            return result
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            result = {"status": "timeout", "note": f"timed out after {timeout:.0f} s"}
+        else:
+            status, note = _describe_exit(self.proc.returncode or None)
+            tail = self._stderr_tail()
+            result = {"status": status, "note": f"worker {note}" + (f": {tail}" if tail else "")}
+        self.proc = None
+        return result
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+def _gpu_device_info() -> Dict[str, Any]:
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    free, total = torch.cuda.mem_get_info()
+    info = _machine_info(["cuda"])
+    info.update(gpu_name=props.name, gpu_sms=props.multi_processor_count,
+                gpu_capability=f"{props.major}.{props.minor}", gpu_memory_bytes=total,
+                gpu_free_bytes=free)
+    return {"status": "ok", "machine": info}
+
+
+def _release_cuda_memory() -> bool:
+    """Frees the cached blocks of the last row; False when the CUDA context is unusable (a
+    kernel fault is sticky: every later CUDA call fails in this process)."""
+    import torch
+
+    if not torch.cuda.is_initialized():
+        return True
+    try:
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.zeros(1, device="cuda").add_(1)
+        torch.cuda.synchronize()
+        return True
+    except Exception:  # noqa: BLE001 - whatever CUDA raised, this process cannot use it
+        return False
+
+
+def _gpu_worker_main() -> int:
+    """Answers the driver's requests (one JSON spec per stdin line) until stdin closes; leaves
+    when a failed row left the CUDA context unusable, so the driver starts a fresh process."""
+    from pixcon._benchtools import emit_result
+
+    for line in sys.stdin:
+        result = _safe_measure(json.loads(line))
+        lost = not _release_cuda_memory()
+        if lost:  # said before leaving, so the driver sends the next row to a fresh process
+            result["cuda_context_lost"] = True
+        emit_result(_RESULT_MARKER, result)
+        if lost:
+            return 3
+    return 0
+
+
+def _gpu_row_line(i: int, total: int, r: Dict[str, Any]) -> str:
+    head = f"[{i:>2}/{total}] {r['impl']:<10} D={r['dim']:<3} {r['dtype']:<8} N={r['n']:<6}"
+    if r["status"] != "ok":
+        return f"{head} {r['status']}: {r.get('note') or ''}"
+    return (f"{head} {_ms(r['median_s'])} ms, {r['tflops']:.1f} TFLOP/s, peak "
+            f"{r['peak_bytes'] / _MB:.0f} MiB")
+
+
+def run_gpu_rows(rows: List[Dict[str, Any]], *, spec: Dict[str, float], usable_bytes: float,
+                 row_timeout: float, deadline: float, repeats: int, warmup: int,
+                 time_budget: float, long_step: float, seed: int, threads: int,
+                 worker: _GpuWorker, device: str = "cuda") -> None:
+    """Runs the planned rows in order, one worker process per implementation, filling in each
+    row's result. Every row but those of an unavailable implementation (status "not_run" in the
+    plan) is decided again here: it is skipped when a smaller N of its series failed, when its
+    prediction (from the last measured N of its series, else the plan's) rules it out, or when
+    the budget (``deadline``, monotonic) will not cover it; a row still running when the
+    budget ends is stopped and recorded as not run. ``device`` other than "cuda" only serves
+    tests of this loop on machines without a GPU."""
+    last_ok: Dict[Tuple, Dict[str, Any]] = {}
+    failed: Dict[Tuple, Dict[str, Any]] = {}
+    current = None
+    for i, row in enumerate(rows, 1):
+        impl = row["impl"]
+        series = (impl, row["dim"], row["dtype"])
+        if row["status"] != "not_run":
+            row.update(status=None, note=None, predicted=False)
+            left = deadline - time.monotonic()
+            if series in failed:
+                row.update(status=failed[series]["status"], skipped_after=failed[series]["n"],
+                           note=f"not run: {failed[series]['status']} at N={failed[series]['n']}")
+            elif series in last_ok:
+                row.update(gpu_prediction(impl, row["n"], row["dim"], row["dtype"], spec,
+                                          last_ok[series]))
+            if row["status"] is None:
+                skip = gpu_skip_note(row, usable_bytes, row_timeout)
+                if skip is None and row["predicted_s"] > left:
+                    skip = ("not_run", f"not run: predicted {row['predicted_s']:.1f} s > the "
+                            f"{max(left, 0):.0f} s left of the budget")
+                if skip:
+                    row.update(status=skip[0], note=skip[1], predicted=True)
+            if row["status"] is None:
+                if current is not None and current != impl:
+                    worker.close()
+                current = impl
+                long = row["predicted_s"] > long_step
+                cut = left < row_timeout
+                res = worker.request({
+                    "impl": impl, "n": row["n"], "dim": row["dim"], "dtype": row["dtype"],
+                    "device": device, "bags": 1, "threads": threads, "temperature": TEMPERATURE,
+                    "seed": seed, "warmup": 0 if long else warmup,
+                    "repeats": 1 if long else repeats, "time_budget": time_budget},
+                    max(left, 1.0) if cut else row_timeout)
+                row.update(res)
+                row["status"] = res.get("status", "error")
+                if row["status"] == "timeout" and cut:
+                    row.update(status="not_run", note=f"stopped after {left:.0f} s: the budget "
+                               "ran out")
+                if row["status"] == "ok" and not (row.get("grad_finite")
+                                                  and math.isfinite(row.get("loss_sum", math.nan))):
+                    row.update(status="error", note="non-finite loss or gradient")
+                if row["status"] == "ok":
+                    row["tflops"] = nominal_flops(row["n"], row["dim"]) / row["median_s"] / 1e12
+                    last_ok[series] = row
+                elif row["status"] != "not_run":
+                    failed[series] = {"n": row["n"], "status": row["status"]}
+        print(_gpu_row_line(i, len(rows), row), flush=True)
+    worker.close()
+
+
+def gpu_grid_markdown(report: Dict[str, Any]) -> str:
+    """The GPU grid's rows as a markdown table, with the machine and the notes above it."""
+    m = report.get("machine") or {}
+    rows = sorted(report["rows"], key=lambda r: (
+        GPU_DTYPES.index(r["dtype"]) if r["dtype"] in GPU_DTYPES else 9, r["dim"], r["n"],
+        IMPLS.index(r["impl"]) if r["impl"] in IMPLS else 9))
+    out = [f"GPU: {m.get('gpu_name', '?')} ({m.get('gpu_sms', '?')} SMs, "
+           f"{(m.get('gpu_memory_bytes') or 0) / _GB:.0f} GiB), torch {m.get('torch_version', '?')}"
+           f", CUDA {m.get('cuda_version', '?')}. Forward + backward of one bag of N rows, "
+           "TFLOP/s counted as 6 N^2 D / median time; peak = max_memory_allocated growth over "
+           "the inputs; model = the fused-kernel prediction (benchmarks/README.md) at "
+           f"{int(MODEL_FRACTIONS['expected'] * 100)} % of the "
+           f"{report.get('model_gpu', 'H100 SXM')}'s peak rates.", ""]
+    out += [f"- {note}" for note in report.get("notes") or []]
+    if report.get("notes"):
+        out.append("")
+    out += ["| D | dtype | N | implementation | median ms | TFLOP/s | peak MiB | pixcon speed-up "
+            "| model ms | status / note |",
+            "|---:|---|---:|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        ok = r["status"] == "ok"
+        tflops = nominal_flops(r["n"], r["dim"], r.get("bags", 1)) / r["median_s"] / 1e12 \
+            if ok and r.get("median_s") else None
+        out.append("| " + " | ".join([
+            str(r["dim"]), "float32 TF32" if r["dtype"] == "tf32" else r["dtype"], str(r["n"]),
+            IMPL_LABELS.get(r["impl"], r["impl"]), _ms(r["median_s"]) if ok else "-",
+            "-" if tflops is None else f"{tflops:.1f}",
+            "-" if not ok or r.get("peak_bytes") is None else f"{r['peak_bytes'] / _MB:.0f}",
+            _ratio(r.get("speedup")), _ms(r.get("model_s")),
+            "ok" if ok else f"{r['status']}: {r.get('note') or ''}".replace("|", "/")]) + " |")
+    return "\n".join(out) + "\n"
+
+
+def gpu_grid_main(args, parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
+    """``--gpu-grid``: measures the GPU grid in worker processes (or, with ``--plan-only``,
+    prints its plan without a GPU) and writes ``loss_suite_cuda_grid.{json,md}`` and the plots.
+    Exit status 1 when a row failed with an error, or a pixcon row ran out of memory or time."""
+    t0 = time.monotonic()
+    sizes = args.sizes or list(GPU_GRID_SIZES)
+    dims = args.dims or list(DEFAULT_DIMS)
+    dtypes = args.dtypes or list(GPU_DTYPES)
+    impls = args.impls or list(GPU_GRID_IMPLS)
+    row_timeout = args.timeout if args.timeout is not None else GPU_ROW_TIMEOUT
+    unavailable = {}
+    if "supcon" in impls and importlib.util.find_spec("pytorch_metric_learning") is None:
+        unavailable["supcon"] = "not run: pytorch-metric-learning is not installed"
+    if args.plan_only:
+        if args.gpu_memory_gb is None:
+            parser.error("--plan-only needs --gpu-memory-gb (no GPU is asked)")
+        _, spec = gpu_spec_for(args.gpu_name or "H100 SXM")
+        rows = plan_gpu_grid(sizes, dims, dtypes, impls,
+                             GPU_USABLE_FRACTION * args.gpu_memory_gb * _GB, spec, row_timeout,
+                             unavailable)
+        print(plan_text(rows))
+        return 0
+
+    budget = args.budget_s if args.budget_s is not None else GPU_DEFAULT_BUDGET_S
+    deadline = t0 + budget
+    worker = _GpuWorker()
+    info = worker.request({"kind": "device"}, 180.0)
+    if info.get("status") != "ok":
+        worker.close()
+        print(f"no usable GPU: {info.get('note')}", file=sys.stderr)
+        return 1
+    machine = info["machine"]
+    free = args.gpu_memory_gb * _GB if args.gpu_memory_gb is not None else machine["gpu_free_bytes"]
+    usable = GPU_USABLE_FRACTION * free
+    model_gpu, spec = gpu_spec_for(args.gpu_name or machine["gpu_name"])
+    rows = plan_gpu_grid(sizes, dims, dtypes, impls, usable, spec, row_timeout, unavailable)
+    repeats = args.repeats if args.repeats is not None else GPU_REPEATS
+    time_budget = args.time_budget if args.time_budget is not None else GPU_TIME_BUDGET
+    long_step = args.long_step if args.long_step is not None else GPU_LONG_STEP
+    print(f"GPU grid on {machine['gpu_name']}: {len(rows)} rows, budget {budget:.0f} s, "
+          f"{usable / _GB:.1f} GiB usable", flush=True)
+    run_gpu_rows(rows, spec=spec, usable_bytes=usable, row_timeout=row_timeout,
+                 deadline=deadline, repeats=repeats, warmup=args.warmup, time_budget=time_budget,
+                 long_step=long_step, seed=args.seed, threads=args.threads, worker=worker)
+    add_ratios(rows)
+    os.makedirs(args.out_dir, exist_ok=True)
+    report = {
+        "benchmark": "loss_suite_gpu_grid",
+        "command": " ".join(["python", "benchmarks/loss_suite.py"] + list(
+            argv if argv is not None else sys.argv[1:])),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_s": round(time.monotonic() - t0, 1),
+        "machine": machine,
+        "model_gpu": model_gpu,
+        "notes": sorted(set(unavailable.values())),
+        "config": {"sizes": sizes, "dims": dims, "dtypes": dtypes, "impls": impls,
+                   "budget_s": budget, "row_timeout_s": row_timeout, "repeats": repeats,
+                   "warmup": args.warmup, "time_budget_s": time_budget, "long_step_s": long_step,
+                   "usable_bytes": usable, "classes": CLASSES, "ignore_index": IGNORE_INDEX,
+                   "temperature": TEMPERATURE, "seed": args.seed,
+                   "timing": "median of CUDA-event times of loss, valid = fn(z, y); "
+                             "loss.sum().backward(); one worker process per implementation",
+                   "peak_memory": "max_memory_allocated growth over the inputs, reset per row",
+                   "flops_nominal": "6 N^2 D per forward+backward"},
+        "rows": rows,
+        "plots": [],
+    }
+    if not args.no_plot:
+        sub = f"{machine['gpu_name']}, torch {machine.get('torch_version')}"
+        report["plots"] = plot_all(rows, args.out_dir, "cuda", usable, sub)
+    json_path = os.path.join(args.out_dir, "loss_suite_cuda_grid.json")
+    with open(json_path, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    md_path = os.path.join(args.out_dir, "loss_suite_cuda_grid.md")
+    with open(md_path, "w") as f:
+        f.write(gpu_grid_markdown(report))
+    print(f"\n{gpu_grid_markdown(report)}\nJSON written to {json_path}\nmarkdown written to "
+          f"{md_path}")
+    bad = [r for r in rows if r["status"] == "error" or (
+        r["impl"] in PIXCON_IMPLS and r["status"] in ("oom", "timeout")
+        and not r.get("predicted"))]
+    return 1 if bad else 0
+
+
+# --------------------------------------------------------------------------------------------
 # driver
 # --------------------------------------------------------------------------------------------
 
@@ -765,23 +1286,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"embedding dimensions (default: {','.join(map(str, DEFAULT_DIMS))})")
     p.add_argument("--variants", type=_parse_list(str, VARIANTS), default=list(VARIANTS),
                    help="single,batch (default: both)")
-    p.add_argument("--dtypes", type=_parse_list(str, DTYPES), default=list(DTYPES),
-                   help="float32,bfloat16 (default: both)")
-    p.add_argument("--impls", type=_parse_list(str, IMPLS), default=list(IMPLS),
-                   help=f"subset of {','.join(IMPLS)} (default: all)")
+    p.add_argument("--dtypes", type=_parse_list(str, GPU_DTYPES), default=None,
+                   help="float32,bfloat16 (default: both); --gpu-grid also tf32 (float32 input "
+                   "with torch's TF32 matmul setting; default there: "
+                   f"{','.join(GPU_DTYPES)})")
+    p.add_argument("--impls", type=_parse_list(str, IMPLS), default=None,
+                   help=f"subset of {','.join(IMPLS)} (default: all; --gpu-grid: "
+                   f"{','.join(GPU_GRID_IMPLS)})")
     p.add_argument("--batch-images", type=int, default=BATCH_IMAGES,
                    help="bags of the batch variant (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=None,
                    help=f"timed runs at most (default: {DEFAULT_REPEATS}; --quick: {QUICK_REPEATS})")
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
                    help="untimed runs first, unless the step is long (default: %(default)s)")
+    for flag, cpu, gpu, text in (
+            ("--time-budget", DEFAULT_TIME_BUDGET, GPU_TIME_BUDGET, "no further timed run once "
+             "the timed runs took this many seconds"),
+            ("--long-step", DEFAULT_LONG_STEP, GPU_LONG_STEP, "no warm-up and one timed run when "
+             "the step is predicted to take more than this many seconds"),
+            ("--timeout", DEFAULT_TIMEOUT, GPU_ROW_TIMEOUT, "seconds per configuration; a longer "
+             "one is killed and recorded as 'timeout'")):
+        p.add_argument(flag, type=float, default=None,
+                       help=f"{text} (default: {cpu:g}; --gpu-grid: {gpu:g})")
     for flag, default, text in (
-            ("--time-budget", DEFAULT_TIME_BUDGET, "no further timed run once the timed runs "
-             "took this many seconds (default: %(default)s)"),
-            ("--long-step", DEFAULT_LONG_STEP, "no warm-up and one timed run when the step is "
-             "predicted to take more than this many seconds (default: %(default)s)"),
-            ("--timeout", DEFAULT_TIMEOUT, "seconds per configuration; a longer one is killed "
-             "and recorded as 'timeout' (default: %(default)s)"),
             ("--memory-limit-gb", DEFAULT_MEMORY_LIMIT_GB, "address-space cap per configuration "
              "above its start size, GiB; at most 85%% of MemAvailable on CPU "
              "(default: %(default)s)"),
@@ -814,7 +1341,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-json", default=None, metavar="PATH",
                    help="measure nothing: print the tables of a suite JSON and redraw its PNGs "
                    "into --out-dir")
+    gpu = p.add_argument_group(
+        "GPU grid", "--gpu-grid measures one bag on CUDA: N " + ",".join(map(str, GPU_GRID_SIZES))
+        + f", D {','.join(map(str, DEFAULT_DIMS))}, {','.join(GPU_DTYPES)}, "
+        + ",".join(GPU_GRID_IMPLS) + " (one worker process per implementation), and writes "
+        "loss_suite_cuda_grid.json / .md and the plots into --out-dir")
+    gpu.add_argument("--gpu-grid", action="store_true", help="run the GPU grid")
+    gpu.add_argument("--budget-s", type=float, default=None,
+                     help="seconds for the whole grid; a row that would end later is not run "
+                     f"and a running one is stopped (default: {GPU_DEFAULT_BUDGET_S:g})")
+    gpu.add_argument("--gpu-memory-gb", type=float, default=None,
+                     help="GPU memory to plan with, GiB (default: what is free on the GPU)")
+    gpu.add_argument("--gpu-name", default=None, choices=tuple(GPU_SPECS),
+                     help="the GPU whose peak rates predict pixcon's time (default: the device's"
+                     " own when it is one of these, else H100 SXM)")
+    gpu.add_argument("--plan-only", action="store_true",
+                     help="print the rows the grid would run or skip (needs --gpu-memory-gb, no "
+                     "GPU) and exit")
+    gpu.add_argument("--gpu-model", action="store_true",
+                     help="print the performance model's table of predicted times (markdown) "
+                     "and exit")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--_gpu_worker", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -891,8 +1439,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args._worker is not None:
         return _worker_main(args._worker)
+    if args._gpu_worker:
+        return _gpu_worker_main()
     if args.from_json:
         return replot(args.from_json, args.out_dir, not args.no_plot)
+    if args.gpu_model:
+        print(model_markdown(args.sizes or GPU_GRID_SIZES, args.dims or DEFAULT_DIMS,
+                             args.dtypes or GPU_DTYPES))
+        return 0
+    if args.gpu_grid:
+        return gpu_grid_main(args, parser, argv)
+    if args.plan_only:
+        parser.error("--plan-only goes with --gpu-grid")
+    if args.dtypes and "tf32" in args.dtypes:
+        parser.error("--dtypes tf32 goes with --gpu-grid")
+    args.dtypes = args.dtypes or list(DTYPES)
+    args.impls = args.impls or list(IMPLS)
+    for name, default in (("time_budget", DEFAULT_TIME_BUDGET), ("long_step", DEFAULT_LONG_STEP),
+                          ("timeout", DEFAULT_TIMEOUT)):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     t_start = time.perf_counter()
     # libgomp reads OMP_WAIT_POLICY when it is loaded (with torch), and the children inherit it
     omp_policy = os.environ.get("OMP_WAIT_POLICY")
