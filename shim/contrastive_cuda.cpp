@@ -1,11 +1,7 @@
-// CUDA kernels of pixcon::contrastive_loss and pixcon::contrastive_loss_backward: the current
-// torch stream, one cached cuBLAS handle per device, outputs and workspace allocated by torch.
-// Bag offsets and labels are checked on a host copy (the CUDA C API takes host offsets).
-#include <cublas_v2.h>
+// CUDA kernels of pixcon::contrastive_loss and pixcon::contrastive_loss_backward: outputs and
+// workspace allocated by torch, every launch on the current torch stream. Nothing is copied to the
+// host and nothing waits: labels and bag offsets are checked on the device (pixcon_cuda.h).
 #include <cuda_runtime.h>
-
-#include <mutex>
-#include <vector>
 
 #include <torch/csrc/stable/accelerator.h>
 #include <torch/csrc/stable/library.h>
@@ -22,22 +18,8 @@ using torch::headeronly::ScalarType;
 
 namespace {
 
-cublasHandle_t cublas_handle(int32_t device) {
-  static std::mutex mutex;
-  static std::vector<cublasHandle_t> handles;
-  std::lock_guard<std::mutex> lock(mutex);
-  if (handles.size() <= static_cast<size_t>(device)) handles.resize(device + 1, nullptr);
-  if (handles[device] == nullptr) {
-    torch::stable::accelerator::DeviceGuard guard(device);
-    STD_TORCH_CHECK(cublasCreate(&handles[device]) == CUBLAS_STATUS_SUCCESS,
-                    "pixcon: cublasCreate failed on cuda:", device);
-  }
-  return handles[device];
-}
-
 struct CudaProblem {
   LossProblem q;
-  Tensor offsets_host;
   pixcon_cuda_loss_params params{};
 };
 
@@ -50,22 +32,14 @@ CudaProblem prepare_cuda(const char* op, const Tensor& embeddings, const Tensor&
   CudaProblem c;
   c.q = prepare_problem(op, embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids,
                         temperature, ignore_index, denominator, self_positive);
-  c.offsets_host = to_host(c.q.bag_offsets);
-  Tensor labels_host = to_host(c.q.labels);
-  pixcon_loss_params host = c.q.params;
-  host.labels = static_cast<const int64_t*>(labels_host.data_ptr());
-  host.bag_offsets = static_cast<const int64_t*>(c.offsets_host.data_ptr());
+  c.params.base = c.q.params;
+  c.params.allow_tf32 = allow_tf32 ? 1 : 0;
+  c.params.tiles = PIXCON_CUDA_TILES_DEFAULT;
+  c.params.stream = current_stream(embeddings.get_device_index());
   char message[256];
-  if (pixcon_loss_params_check(&host, message, sizeof message) != PIXCON_OK) {
+  if (pixcon_cuda_loss_params_check(&c.params, message, sizeof message) != PIXCON_OK) {
     STD_TORCH_CHECK(false, op, ": ", message);
   }
-  const int32_t device = embeddings.get_device_index();
-  c.params.base = c.q.params;
-  c.params.base.bag_offsets = host.bag_offsets;
-  c.params.cublas = cublas_handle(device);
-  c.params.stream = current_stream(device);
-  c.params.allow_tf32 = allow_tf32 ? 1 : 0;
-  c.params.workspace_limit = 0;
   return c;
 }
 
@@ -83,9 +57,13 @@ std::tuple<Tensor, Tensor, Tensor> contrastive_loss_cuda(
   ForwardOutputs out = empty_forward_outputs(embeddings);
   size_t bytes = pixcon_cuda_forward_workspace_size(&c.params);
   Tensor ws = empty_on(embeddings, {static_cast<int64_t>(bytes)}, ScalarType::Byte);
-  check_cuda_status(op, pixcon_cuda_contrastive_forward(
-                            &c.params, out.loss.data_ptr(), static_cast<uint8_t*>(out.valid.data_ptr()),
-                            out.stats.data_ptr(), ws.data_ptr(), bytes));
+  char message[256] = "";
+  check_cuda_status(op,
+                    pixcon_cuda_contrastive_forward(&c.params, out.loss.data_ptr(),
+                                                    static_cast<uint8_t*>(out.valid.data_ptr()),
+                                                    out.stats.data_ptr(), ws.data_ptr(), bytes,
+                                                    message, sizeof message),
+                    message);
   return {out.loss, out.valid, out.stats};
 }
 
@@ -106,8 +84,12 @@ Tensor contrastive_loss_backward_cuda(Tensor grad_loss, Tensor embeddings, Tenso
   Tensor grad = empty_on(embeddings, {n, c.params.base.dim}, embeddings.scalar_type());
   size_t bytes = pixcon_cuda_backward_workspace_size(&c.params);
   Tensor ws = empty_on(embeddings, {static_cast<int64_t>(bytes)}, ScalarType::Byte);
-  check_cuda_status(op, pixcon_cuda_contrastive_backward(&c.params, g.data_ptr(), st.data_ptr(),
-                                                         grad.data_ptr(), ws.data_ptr(), bytes));
+  char message[256] = "";
+  check_cuda_status(op,
+                    pixcon_cuda_contrastive_backward(&c.params, g.data_ptr(), st.data_ptr(),
+                                                     grad.data_ptr(), ws.data_ptr(), bytes,
+                                                     message, sizeof message),
+                    message);
   return grad;
 }
 

@@ -1,4 +1,4 @@
-// The current torch CUDA stream and device-to-host copies, for the CUDA kernels of the shim.
+// The current torch CUDA stream, the sampling op's host copies, and CUDA status checks for the shim.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -29,11 +29,15 @@ inline torch::stable::Tensor to_device_of(const torch::stable::Tensor& t,
   return torch::stable::to(t, like.device());
 }
 
-// check_status, with the CUDA runtime's message for a failed launch.
-inline void check_cuda_status(const char* op, pixcon_status status) {
+// check_status, with the C API's message when it wrote one (the sampling API, which has no message
+// buffer, leaves the CUDA runtime's last error to read).
+inline void check_cuda_status(const char* op, pixcon_status status, const char* message = nullptr) {
+  if (status == PIXCON_OK) return;
+  if (message && message[0]) {
+    STD_TORCH_CHECK(false, op, ": ", message);
+  }
   STD_TORCH_CHECK(status != PIXCON_ERROR_CUDA, op, ": a CUDA kernel or runtime call failed: ",
                   cudaGetErrorString(cudaGetLastError()));
-  STD_TORCH_CHECK(status != PIXCON_ERROR_CUBLAS, op, ": a cuBLAS call failed");
   check_status(op, status);
 }
 

@@ -73,8 +73,8 @@ pixcon_status pixcon_cpu_set_isa(pixcon_isa isa) {
   return PIXCON_OK;
 }
 
-pixcon_status pixcon_loss_params_check_shape(const pixcon_loss_params *p, char *message,
-                                             size_t size) {
+pixcon_status pixcon_loss_params_check_scalars(const pixcon_loss_params *p, char *message,
+                                               size_t size) {
   if (message && size > 0) message[0] = '\0';
   if (!p) return pixcon_invalid_argument(message, size, "params is NULL");
   if (p->num_rows < 0) return pixcon_invalid_argument(message, size, "embeddings: negative number of rows");
@@ -89,6 +89,13 @@ pixcon_status pixcon_loss_params_check_shape(const pixcon_loss_params *p, char *
     return pixcon_invalid_argument(message, size, "denominator: unknown code %d", (int)p->denominator);
   if (p->num_bags < 1 || !p->bag_offsets)
     return pixcon_invalid_argument(message, size, "bag_offsets must hold at least two entries [0, ..., N]");
+  return PIXCON_OK;
+}
+
+pixcon_status pixcon_loss_params_check_shape(const pixcon_loss_params *p, char *message,
+                                             size_t size) {
+  pixcon_status st = pixcon_loss_params_check_scalars(p, message, size);
+  if (st != PIXCON_OK) return st;
   if (p->bag_offsets[0] != 0)
     return pixcon_invalid_argument(message, size, "bag_offsets must start at 0, got %lld", (long long)p->bag_offsets[0]);
   for (int64_t b = 0; b < p->num_bags; ++b)

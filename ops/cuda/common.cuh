@@ -1,6 +1,6 @@
-/* Shared device helpers of the CUDA kernels: the one launch macro, 16-bit float conversions by bit
- * manipulation, stable exp/log/sigmoid/softplus overloads, and the per-row predicates of DESIGN.md 2.
- * Cost: O(1) per call; no memory of its own. */
+/* Shared device helpers of the CUDA kernels: the launch, dynamic-shared-memory and device-assert macros
+ * (one source for nvcc and the CPU emulation), 16-bit float conversions by bit manipulation, and stable
+ * exp/log/sigmoid/softplus overloads. Cost: O(1) per call; no memory of its own. */
 #ifndef PIXCON_CUDA_COMMON_CUH
 #define PIXCON_CUDA_COMMON_CUH
 
@@ -19,6 +19,29 @@
   PIXCON_EMULATED_LAUNCH((grid), (block), (smem), (stream), __VA_ARGS__)
 #else
 #error "pixcon CUDA sources need nvcc or the emulation headers of tests/emulation"
+#endif
+
+/* The block's dynamic shared memory as `unsigned char name[]`, 128-byte aligned (WMMA needs 32). */
+#if defined(__CUDACC__)
+#define PIXCON_DYNAMIC_SHARED(name) extern __shared__ __align__(128) unsigned char name[]
+#else
+#define PIXCON_DYNAMIC_SHARED(name) PIXCON_EMULATED_DYNAMIC_SHARED(name)
+#endif
+
+/* A device-side assertion that stays on in release builds, as torch's CUDA_KERNEL_ASSERT: the kernel
+ * traps, and the host learns of it at its next synchronisation ("device-side assert triggered"), so
+ * checking data on the device never blocks the host. Code after it must stay memory-safe: under the
+ * emulation the asserting thread carries on. */
+#if defined(__CUDACC__)
+#include <assert.h>
+#if defined(NDEBUG) /* assert.h then declares nothing; the device runtime still has it (torch does the same) */
+extern "C" __host__ __device__ void __assert_fail(const char *assertion, const char *file, unsigned int line,
+                                                  const char *function) noexcept __attribute__((__noreturn__));
+#endif
+#define PIXCON_DEVICE_ASSERT(cond, message) \
+  ((cond) ? (void)0 : __assert_fail(message, __FILE__, __LINE__, __func__))
+#else
+#define PIXCON_DEVICE_ASSERT(cond, message) PIXCON_EMULATED_DEVICE_ASSERT((cond), (message))
 #endif
 
 #define PIXCON_HD __device__ __forceinline__
@@ -72,6 +95,10 @@ PIXCON_HD double load_as_double(const void *base, int dtype, int64_t k) {
 
 PIXCON_HD float px_exp(float x) { return expf(x); }
 PIXCON_HD double px_exp(double x) { return exp(x); }
+PIXCON_HD float px_exp2(float x) { return exp2f(x); }
+PIXCON_HD double px_exp2(double x) { return exp2(x); }
+PIXCON_HD float px_log2(float x) { return log2f(x); }
+PIXCON_HD double px_log2(double x) { return log2(x); }
 PIXCON_HD float px_log(float x) { return logf(x); }
 PIXCON_HD double px_log(double x) { return log(x); }
 PIXCON_HD float px_log1p(float x) { return log1pf(x); }
@@ -89,35 +116,6 @@ template <class T> PIXCON_HD T sigmoid(T x) {
 template <class T> PIXCON_HD T softplus(T x) {
   return (x > 0 ? x : (T)0) + px_log1p(px_exp(-px_abs(x)));
 }
-
-/* ---- the sets of DESIGN.md section 2, read straight from the device arrays ---- */
-
-struct RowSets {
-  const int64_t *labels;
-  const uint8_t *anchor;   /* NULL: every non-ignored row */
-  const uint8_t *contrast; /* NULL: every non-ignored row */
-  const int64_t *image;    /* NULL: negatives from any image of the bag */
-  int64_t ignore_index;
-  int self_positive;
-  int pair;                /* denominator "pair" (1) or "all" (0) */
-
-  __device__ __forceinline__ bool is_anchor(int64_t r) const {
-    return labels[r] != ignore_index && (!anchor || anchor[r]);
-  }
-  __device__ __forceinline__ bool is_contrast(int64_t r) const {
-    return labels[r] != ignore_index && (!contrast || contrast[r]);
-  }
-  /* j in P(i); yi = labels[i] */
-  __device__ __forceinline__ bool positive(int64_t i, int64_t yi, int64_t j) const {
-    if (i == j) return self_positive != 0;
-    return is_contrast(j) && labels[j] == yi;
-  }
-  /* j in N(i); imi = image[i] (ignored when image is NULL) */
-  __device__ __forceinline__ bool negative(int64_t i, int64_t yi, int64_t imi, int64_t j) const {
-    if (i == j || !is_contrast(j) || labels[j] == yi) return false;
-    return !image || image[j] == imi;
-  }
-};
 
 }  // namespace pixcon_cuda
 

@@ -31,7 +31,9 @@ def check_loss_options(
 
 def _as_offsets(bag_offsets: Tensor | Sequence[int] | None, n: int, device: torch.device) -> Tensor:
     if bag_offsets is None:
-        return torch.tensor([0, n], dtype=torch.int64, device=device)
+        # [0, n] made on the device: a host tensor copied to a GPU would block the host, and a
+        # CUDA graph cannot capture that copy
+        return torch.arange(2, dtype=torch.int64, device=device) * n
     if isinstance(bag_offsets, Tensor):
         return bag_offsets
     return torch.as_tensor(list(bag_offsets), dtype=torch.int64, device=device)

@@ -128,8 +128,8 @@ class PixelContrastiveLoss(nn.Module):
             rows, row_labels = rows[indices], row_labels[indices]
         elif self.variant == "image":
             offsets = torch.arange(b + 1, device=rows.device, dtype=torch.int64) * (h * w)
-        else:
-            offsets = torch.tensor([0, b * h * w], device=rows.device, dtype=torch.int64)
+        else:  # [0, B H W] made on the device (no host-to-device copy: CUDA graphs capture it)
+            offsets = torch.arange(2, device=rows.device, dtype=torch.int64) * (b * h * w)
         if self.gather or self.memory_bank is not None:
             if self.sampler is not None:
                 images = indices // (h * w)

@@ -1,8 +1,14 @@
-/* Agreement test: the CUDA kernels of ops/cuda (run under the CPU emulation, or on a GPU when built
- * with nvcc) against pixcon_reference_contrastive_forward/backward and against the tiled CPU kernels
- * (pixcon_cpu_contrastive_forward/backward) on a matrix of small random problems.
- * Cost: O(cases * N^2 D) on the CPU; each emulated launch runs real threads (seconds in total). */
-#include <cublas_v2.h>
+/* Agreement test: the fused CUDA kernels of ops/cuda (run under the CPU emulation, or on a GPU when
+ * built with nvcc) against pixcon_reference_contrastive_forward/backward and the tiled CPU kernels
+ * (pixcon_cpu_contrastive_forward/backward), over the option matrix: both denominators, self_positive,
+ * anchor/contrast masks, image ids; 1, 2 and 37 bags (empty and one-row bags among them); D from 1 to
+ * 300; float64, float32 (strict and TF32), float16, bfloat16; the small tile shape (several, partial
+ * tiles) and the production one. Under the emulation it also checks the data contract: no host
+ * synchronisation and no device-to-host copy in forward or backward, as many launches for 1 bag as
+ * for 64, bad labels and offsets reported by a device-side assertion without a stray memory access,
+ * and a backward that is bitwise the same whatever order the blocks run in.
+ * Cost: O(cases * N^2 D) on the CPU; each emulated launch runs real threads (a few minutes in all).
+ */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -20,17 +26,21 @@
 
 namespace {
 
+/* ---- host-side 16-bit and TF32 encodings (truncation is fine: the reference reads the same bits) ---- */
 
-/* Host-side 16-bit encodings for the inputs (truncation is fine: the reference reads the same bits). */
-uint16_t f2bf(float f) {
+uint32_t bits(float f) {
   uint32_t u;
   memcpy(&u, &f, 4);
-  return (uint16_t)(u >> 16);
+  return u;
 }
+float from_bits(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+uint16_t f2bf(float f) { return (uint16_t)(bits(f) >> 16); }
 uint16_t f2half(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  uint32_t sign = (u >> 16) & 0x8000u, e = (u >> 23) & 0xffu;
+  uint32_t u = bits(f), sign = (u >> 16) & 0x8000u, e = (u >> 23) & 0xffu;
   if (e < 113) return (uint16_t)sign; /* tiny: flush to zero */
   return (uint16_t)(sign | ((e - 112) << 10) | ((u >> 13) & 0x3ffu));
 }
@@ -39,12 +49,9 @@ double half2d(uint16_t h) {
   double v = e == 0 ? ldexp((double)m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp((double)(m | 0x400), e - 25);
   return (h & 0x8000) ? -v : v;
 }
-double bf2d(uint16_t b) {
-  uint32_t u = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
+double bf2d(uint16_t b) { return from_bits((uint32_t)b << 16); }
+/* cvt.rna.tf32.f32: 10 mantissa bits, ties away from zero */
+float round_tf32(float f) { return from_bits((bits(f) + 0x1000u) & ~0x1fffu); }
 
 size_t esize(pixcon_dtype t) { return t == PIXCON_FLOAT64 ? 8 : t == PIXCON_FLOAT32 ? 4 : 2; }
 
@@ -58,35 +65,57 @@ double elem(const std::vector<unsigned char> &buf, pixcon_dtype t, int64_t k) {
   }
 }
 
+/* ---- problems ---- */
+
+enum Option { ANCHOR_MASK = 1, CONTRAST_MASK = 2, IMAGE_IDS = 4, PAIR = 8, SELF_POSITIVE = 16 };
+
 struct Problem {
   int64_t n, d, bags;
   pixcon_dtype dtype;
-  int options;        /* 1 anchor mask, 2 contrast mask, 4 image ids, 8 pair, 16 self_positive */
+  bool tf32;          /* float32 with allow_tf32 */
+  int options;        /* Option bits */
   bool transposed;    /* embeddings stored [D, N] (row_stride 1, col_stride N) */
-  size_t limit;       /* workspace limit, 0 = default */
-  std::vector<unsigned char> z;
+  pixcon_cuda_tiles tiles;
+  std::vector<unsigned char> z; /* [N, D] in dtype (TF32 problems: already TF32 values) */
   std::vector<int64_t> labels, images, offsets;
   std::vector<uint8_t> anchor, contrast;
   double temperature;
 };
 
-Problem make_problem(int64_t n, int64_t d, int64_t bags, int classes, pixcon_dtype dtype, int options,
-                     bool transposed, size_t limit) {
+/* Bag sizes: random cuts, plus (for many bags) some forced empty and one-row bags. */
+std::vector<int64_t> make_offsets(int64_t n, int64_t bags) {
+  std::vector<int64_t> cut(1, 0);
+  for (int64_t b = 1; b < bags; ++b) cut.push_back(below(n + 1));
+  cut.push_back(n);
+  for (int64_t b = 1; b <= bags; ++b)
+    for (int64_t k = b; k > 1 && cut[k - 1] > cut[k]; --k) std::swap(cut[k], cut[k - 1]);
+  if (bags >= 4 && n >= 4) { /* bag 1 empty, bag 2 one row */
+    if (cut[1] > n - 1) cut[1] = n - 1;
+    cut[2] = cut[1];
+    cut[3] = cut[2] + 1;
+    for (int64_t b = 4; b < bags; ++b) cut[b] = cut[b] < cut[3] ? cut[3] : cut[b];
+  }
+  return cut;
+}
+
+Problem make_problem(int64_t n, int64_t d, int64_t bags, int classes, pixcon_dtype dtype, bool tf32, int options,
+                     bool transposed, pixcon_cuda_tiles tiles) {
   Problem q;
   q.n = n;
   q.d = d;
   q.bags = bags;
   q.dtype = dtype;
+  q.tf32 = tf32;
   q.options = options;
   q.transposed = transposed;
-  q.limit = limit;
+  q.tiles = tiles;
   q.z.resize((size_t)(n * d) * esize(dtype));
   const int64_t label_values[] = {0, 7, 1000, (int64_t)1 << 40, 3};
   for (int64_t k = 0; k < n * d; ++k) {
     float v = (float)(uniform() * 2 - 1);
     unsigned char *p = q.z.data();
     if (dtype == PIXCON_FLOAT64) ((double *)p)[k] = uniform() * 2 - 1;
-    else if (dtype == PIXCON_FLOAT32) ((float *)p)[k] = v;
+    else if (dtype == PIXCON_FLOAT32) ((float *)p)[k] = tf32 ? round_tf32(v) : v;
     else if (dtype == PIXCON_FLOAT16) ((uint16_t *)p)[k] = f2half(v);
     else ((uint16_t *)p)[k] = f2bf(v);
   }
@@ -96,17 +125,13 @@ Problem make_problem(int64_t n, int64_t d, int64_t bags, int classes, pixcon_dty
     q.anchor.push_back(uniform() < 0.8);
     q.contrast.push_back(uniform() < 0.8);
   }
-  q.offsets.push_back(0);
-  for (int64_t b = 1; b < bags; ++b) q.offsets.push_back(below(n + 1));
-  q.offsets.push_back(n);
-  for (int64_t b = 1; b <= bags; ++b)
-    for (int64_t k = b; k > 1 && q.offsets[k - 1] > q.offsets[k]; --k) std::swap(q.offsets[k], q.offsets[k - 1]);
+  q.offsets = make_offsets(n, bags);
   q.temperature = 0.07 + uniform();
   return q;
 }
 
-void fill_params(const Problem &q, pixcon_loss_params *p, const void *z, const int64_t *labels,
-                 const int64_t *images, const uint8_t *anchor, const uint8_t *contrast) {
+void fill_params(const Problem &q, pixcon_loss_params *p, const void *z, const int64_t *labels, const int64_t *images,
+                 const uint8_t *anchor, const uint8_t *contrast, const int64_t *offsets) {
   memset(p, 0, sizeof *p);
   p->num_rows = q.n;
   p->dim = q.d;
@@ -115,19 +140,36 @@ void fill_params(const Problem &q, pixcon_loss_params *p, const void *z, const i
   p->row_stride = q.transposed ? 1 : q.d;
   p->col_stride = q.transposed ? q.n : 1;
   p->labels = labels;
-  p->anchor_mask = (q.options & 1) ? anchor : nullptr;
-  p->contrast_mask = (q.options & 2) ? contrast : nullptr;
-  p->image_ids = (q.options & 4) ? images : nullptr;
+  p->anchor_mask = (q.options & ANCHOR_MASK) ? anchor : nullptr;
+  p->contrast_mask = (q.options & CONTRAST_MASK) ? contrast : nullptr;
+  p->image_ids = (q.options & IMAGE_IDS) ? images : nullptr;
   p->num_bags = q.bags;
-  p->bag_offsets = q.offsets.data(); /* host in both APIs */
+  p->bag_offsets = offsets;
   p->temperature = q.temperature;
   p->ignore_index = 255;
-  p->denominator = (q.options & 8) ? PIXCON_DENOMINATOR_PAIR : PIXCON_DENOMINATOR_ALL;
-  p->self_positive = (q.options & 16) != 0;
+  p->denominator = (q.options & PAIR) ? PIXCON_DENOMINATOR_PAIR : PIXCON_DENOMINATOR_ALL;
+  p->self_positive = (q.options & SELF_POSITIVE) != 0;
   p->num_threads = 1;
 }
 
+/* The embeddings as stored for the kernels: [N, D], or [D, N] when transposed. */
+std::vector<unsigned char> stored(const Problem &q) {
+  if (!q.transposed) return q.z;
+  std::vector<unsigned char> zt(q.z.size());
+  size_t es = esize(q.dtype);
+  for (int64_t r = 0; r < q.n; ++r)
+    for (int64_t c = 0; c < q.d; ++c) memcpy(&zt[(size_t)(c * q.n + r) * es], &q.z[(size_t)(r * q.d + c) * es], es);
+  return zt;
+}
+
+/* ---- comparison ---- */
+
 int failures = 0;
+
+void fail(const std::string &ctx, const char *what) {
+  if (failures < 25) fprintf(stderr, "FAIL %s: %s\n", ctx.c_str(), what);
+  ++failures;
+}
 
 void check_close(const std::string &ctx, const char *what, int64_t at, double got, double want, double tol) {
   if (isinf(want) && got == want) return;
@@ -138,146 +180,307 @@ void check_close(const std::string &ctx, const char *what, int64_t at, double go
   }
 }
 
-/* CUDA outputs (raw bytes) against expected values (doubles) for every row and gradient entry. */
-void compare(const std::string &ctx, int64_t n, int64_t d, pixcon_dtype dtype, pixcon_dtype acc_t,
-             const std::vector<unsigned char> &loss, const std::vector<uint8_t> &valid,
-             const std::vector<unsigned char> &stats, const std::vector<unsigned char> &grad,
-             const std::vector<double> &want_loss, const std::vector<uint8_t> &want_valid,
-             const std::vector<double> &want_stats, const std::vector<double> &want_grad, double tol) {
-  for (int64_t r = 0; r < n; ++r) {
-    if (valid[r] != want_valid[r]) {
-      if (failures < 25) fprintf(stderr, "FAIL %s valid[%lld]: %d vs %d\n", ctx.c_str(), (long long)r, valid[r], want_valid[r]);
-      ++failures;
-    }
-    check_close(ctx, "loss", r, elem(loss, acc_t, r), want_loss[r], tol);
-    check_close(ctx, "stat_lse", r, elem(stats, acc_t, 3 * r), want_stats[3 * r], tol);
-    check_close(ctx, "stat_w", r, elem(stats, acc_t, 3 * r + 1), want_stats[3 * r + 1], tol);
-    check_close(ctx, "stat_npos", r, elem(stats, acc_t, 3 * r + 2), want_stats[3 * r + 2], 0);
+struct Result {
+  std::vector<double> loss, stats, grad;
+  std::vector<uint8_t> valid;
+};
+
+void compare(const std::string &ctx, const Problem &q, const Result &got, const Result &want, double tol,
+             double grad_tol) {
+  for (int64_t r = 0; r < q.n; ++r) {
+    if (got.valid[r] != want.valid[r]) fail(ctx, ("valid[" + std::to_string(r) + "]").c_str());
+    check_close(ctx, "loss", r, got.loss[r], want.loss[r], tol);
+    check_close(ctx, "stat_lse", r, got.stats[3 * r], want.stats[3 * r], tol);
+    check_close(ctx, "stat_w", r, got.stats[3 * r + 1], want.stats[3 * r + 1], tol);
+    check_close(ctx, "stat_npos", r, got.stats[3 * r + 2], want.stats[3 * r + 2], 0);
   }
   double scale = 0;
-  for (int64_t k = 0; k < n * d; ++k) scale = fmax(scale, fabs(want_grad[k]));
-  for (int64_t k = 0; k < n * d; ++k)
-    check_close(ctx, "grad", k, elem(grad, dtype, k) / (1 + scale), want_grad[k] / (1 + scale), tol);
+  for (int64_t k = 0; k < q.n * q.d; ++k) scale = fmax(scale, fabs(want.grad[k]));
+  for (int64_t k = 0; k < q.n * q.d; ++k)
+    check_close(ctx, "grad", k, got.grad[k] / (1 + scale), want.grad[k] / (1 + scale), grad_tol);
 }
 
-/* The tiled CPU kernels on the same host problem and upstream gradient, widened to double. */
-bool run_cpu_kernels(const pixcon_loss_params &hp, const std::vector<unsigned char> &gacc, std::vector<double> &loss,
-                     std::vector<uint8_t> &valid, std::vector<double> &stats, std::vector<double> &grad) {
+/* ---- the three implementations ---- */
+
+bool run_reference(const pixcon_loss_params &hp, const std::vector<double> &g, Result &out) {
+  int64_t n = hp.num_rows;
+  out.loss.assign(n + 1, 0);
+  out.stats.assign(3 * n + 3, 0);
+  out.grad.assign(n * hp.dim + 1, 0);
+  out.valid.assign(n + 1, 0);
+  return pixcon_reference_contrastive_forward(&hp, out.loss.data(), out.valid.data(), out.stats.data()) == PIXCON_OK &&
+         pixcon_reference_contrastive_backward(&hp, g.data(), out.stats.data(), out.grad.data()) == PIXCON_OK;
+}
+
+/* Accumulation-type bytes of the upstream gradient g. */
+std::vector<unsigned char> acc_bytes(const std::vector<double> &g, bool f64) {
+  std::vector<unsigned char> b(g.size() * (f64 ? 8 : 4) + 1);
+  for (size_t r = 0; r < g.size(); ++r) {
+    if (f64) ((double *)b.data())[r] = g[r];
+    else ((float *)b.data())[r] = (float)g[r];
+  }
+  return b;
+}
+
+void widen(const std::vector<unsigned char> &l, const std::vector<unsigned char> &st,
+           const std::vector<unsigned char> &gr, pixcon_dtype acc_t, pixcon_dtype dtype, int64_t n, int64_t d,
+           Result &out) {
+  out.loss.resize(n + 1);
+  out.stats.resize(3 * n + 3);
+  out.grad.resize(n * d + 1);
+  for (int64_t r = 0; r < n; ++r) out.loss[r] = elem(l, acc_t, r);
+  for (int64_t k = 0; k < 3 * n; ++k) out.stats[k] = elem(st, acc_t, k);
+  for (int64_t k = 0; k < n * d; ++k) out.grad[k] = elem(gr, dtype, k);
+}
+
+bool run_cpu(const pixcon_loss_params &hp, const std::vector<double> &g, Result &out) {
   int64_t n = hp.num_rows, d = hp.dim;
-  pixcon_dtype acc_t = hp.dtype == PIXCON_FLOAT64 ? PIXCON_FLOAT64 : PIXCON_FLOAT32;
-  size_t acc = acc_t == PIXCON_FLOAT64 ? 8 : 4;
+  bool f64 = hp.dtype == PIXCON_FLOAT64;
+  pixcon_dtype acc_t = f64 ? PIXCON_FLOAT64 : PIXCON_FLOAT32;
+  size_t acc = f64 ? 8 : 4;
   std::vector<unsigned char> l(acc * n + 1), st(3 * acc * n + 1), gr(esize(hp.dtype) * n * d + 1);
-  valid.assign(n + 1, 0);
+  std::vector<unsigned char> gacc = acc_bytes(g, f64);
+  out.valid.assign(n + 1, 0);
   size_t fws = pixcon_cpu_forward_workspace_size(&hp), bws = pixcon_cpu_backward_workspace_size(&hp);
   std::vector<unsigned char> ws(fws > bws ? fws : bws);
-  if (pixcon_cpu_contrastive_forward(&hp, l.data(), valid.data(), st.data(), ws.data(), fws) != PIXCON_OK ||
+  if (pixcon_cpu_contrastive_forward(&hp, l.data(), out.valid.data(), st.data(), ws.data(), fws) != PIXCON_OK ||
       pixcon_cpu_contrastive_backward(&hp, gacc.data(), st.data(), gr.data(), ws.data(), bws) != PIXCON_OK)
     return false;
-  loss.resize(n + 1);
-  stats.resize(3 * n + 3);
-  grad.resize(n * d + 1);
-  for (int64_t r = 0; r < n; ++r) loss[r] = elem(l, acc_t, r);
-  for (int64_t k = 0; k < 3 * n; ++k) stats[k] = elem(st, acc_t, k);
-  for (int64_t k = 0; k < n * d; ++k) grad[k] = elem(gr, hp.dtype, k);
+  widen(l, st, gr, acc_t, hp.dtype, n, d, out);
   return true;
 }
 
-void run_case(cublasHandle_t handle, cudaStream_t stream, Problem &q) {
-  char buf[200];
-  snprintf(buf, sizeof buf, "[n=%lld d=%lld bags=%lld options=%d dtype=%d transposed=%d limit=%zu]", (long long)q.n,
-           (long long)q.d, (long long)q.bags, q.options, (int)q.dtype, (int)q.transposed, q.limit);
-  std::string ctx(buf);
+/* The problem's buffers on the device and the CUDA parameters pointing at them. */
+struct DeviceProblem {
+  std::vector<void *> owned;
+  pixcon_cuda_loss_params params;
+
+  DeviceProblem(const Problem &q, const std::vector<unsigned char> &z, cudaStream_t stream) {
+    unsigned char *dz = to_device(z);
+    int64_t *dlabels = to_device(q.labels), *dimages = to_device(q.images), *doffsets = to_device(q.offsets);
+    uint8_t *danchor = to_device(q.anchor), *dcontrast = to_device(q.contrast);
+    owned = {dz, dlabels, dimages, doffsets, danchor, dcontrast};
+    memset(&params, 0, sizeof params);
+    fill_params(q, &params.base, dz, dlabels, dimages, danchor, dcontrast, doffsets);
+    params.allow_tf32 = q.tf32;
+    params.tiles = q.tiles;
+    params.stream = stream;
+  }
+  ~DeviceProblem() {
+    for (void *p : owned) cudaFree(p);
+  }
+  void *alloc(size_t bytes) {
+    void *p = nullptr;
+    CHECK_CUDA(cudaMalloc(&p, bytes + 1));
+    owned.push_back(p);
+    return p;
+  }
+};
+
+/* Forward then backward on the device; false (with a failure recorded) when a call fails. */
+bool run_cuda(const std::string &ctx, DeviceProblem &dp, const Problem &q, const std::vector<double> &g,
+              cudaStream_t stream, Result &out) {
+  const pixcon_cuda_loss_params *cp = &dp.params;
   int64_t n = q.n, d = q.d;
   bool f64 = q.dtype == PIXCON_FLOAT64;
   size_t acc = f64 ? 8 : 4;
-  double tol = f64 ? 1e-10 : q.dtype == PIXCON_FLOAT32 ? 2e-4 : 2e-3;
-
-  /* reference on the host (same bits) */
-  std::vector<unsigned char> zt = q.z;
-  if (q.transposed) { /* the stored layout is [D, N] */
-    size_t es = esize(q.dtype);
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t c = 0; c < d; ++c) memcpy(&zt[(size_t)(c * n + r) * es], &q.z[(size_t)(r * d + c) * es], es);
-  }
-  pixcon_loss_params hp;
-  fill_params(q, &hp, zt.data(), q.labels.data(), q.images.data(), q.anchor.data(), q.contrast.data());
-  std::vector<double> ref_loss(n + 1), ref_stats(3 * n + 3), ref_grad(n * d + 1), g(n + 1);
-  std::vector<uint8_t> ref_valid(n + 1);
-  for (int64_t r = 0; r < n; ++r) g[r] = uniform() * 2 - 1;
-  if (pixcon_reference_contrastive_forward(&hp, ref_loss.data(), ref_valid.data(), ref_stats.data()) != PIXCON_OK ||
-      pixcon_reference_contrastive_backward(&hp, g.data(), ref_stats.data(), ref_grad.data()) != PIXCON_OK) {
-    fprintf(stderr, "FAIL %s: reference rejected the problem\n", ctx.c_str());
-    ++failures;
-    return;
-  }
-
-  /* device */
-  unsigned char *dz = to_device(zt);
-  int64_t *dlabels = to_device(q.labels), *dimages = to_device(q.images);
-  uint8_t *danchor = to_device(q.anchor), *dcontrast = to_device(q.contrast);
-  pixcon_cuda_loss_params cp;
-  memset(&cp, 0, sizeof cp);
-  fill_params(q, &cp.base, dz, dlabels, dimages, danchor, dcontrast);
-  cp.allow_tf32 = 0;
-  cp.workspace_limit = q.limit;
-  cp.cublas = handle;
-  cp.stream = stream;
   char message[256];
-  if (pixcon_cuda_loss_params_check(&cp, message, sizeof message) != PIXCON_OK) {
-    fprintf(stderr, "FAIL %s: params rejected: %s\n", ctx.c_str(), message);
-    ++failures;
-    return;
+  if (pixcon_cuda_loss_params_check(cp, message, sizeof message) != PIXCON_OK) {
+    fail(ctx, message);
+    return false;
   }
-  size_t fws = pixcon_cuda_forward_workspace_size(&cp), bws = pixcon_cuda_backward_workspace_size(&cp);
-  if (q.limit && pixcon_cuda_rows_per_block(&cp, 1) > 1 && (fws > q.limit || bws > q.limit)) {
-    fprintf(stderr, "FAIL %s: workspace %zu / %zu above the limit\n", ctx.c_str(), fws, bws);
-    ++failures;
-  }
-  void *dws_f = nullptr, *dws_b = nullptr, *dloss = nullptr, *dstats = nullptr, *dgl = nullptr, *dgrad = nullptr;
-  uint8_t *dvalid = nullptr;
-  CHECK_CUDA(cudaMalloc(&dws_f, fws));
-  CHECK_CUDA(cudaMalloc(&dws_b, bws));
-  CHECK_CUDA(cudaMalloc(&dloss, acc * n + 1));
-  CHECK_CUDA(cudaMalloc(&dstats, 3 * acc * n + 1));
-  CHECK_CUDA(cudaMalloc((void **)&dvalid, n + 1));
-  CHECK_CUDA(cudaMalloc(&dgl, acc * n + 1));
-  CHECK_CUDA(cudaMalloc(&dgrad, esize(q.dtype) * n * d + 1));
-  std::vector<unsigned char> gacc(acc * n + 1);
-  for (int64_t r = 0; r < n; ++r) {
-    if (f64) ((double *)gacc.data())[r] = g[r];
-    else ((float *)gacc.data())[r] = (float)g[r];
-  }
-  CHECK_CUDA(cudaMemcpy(dgl, gacc.data(), acc * n, cudaMemcpyHostToDevice));
-  pixcon_status s1 = pixcon_cuda_contrastive_forward(&cp, dloss, dvalid, dstats, dws_f, fws);
-  pixcon_status s2 = s1 == PIXCON_OK ? pixcon_cuda_contrastive_backward(&cp, dgl, dstats, dgrad, dws_b, bws) : s1;
+  size_t fws = pixcon_cuda_forward_workspace_size(cp), bws = pixcon_cuda_backward_workspace_size(cp);
+  void *ws_f = dp.alloc(fws), *ws_b = dp.alloc(bws), *loss = dp.alloc(acc * n), *stats = dp.alloc(3 * acc * n);
+  void *gl = dp.alloc(acc * n), *grad = dp.alloc(esize(q.dtype) * n * d);
+  uint8_t *valid = (uint8_t *)dp.alloc(n);
+  std::vector<unsigned char> gacc = acc_bytes(g, f64);
+  CHECK_CUDA(cudaMemcpy(gl, gacc.data(), acc * n, cudaMemcpyHostToDevice));
+  pixcon_status s1 = pixcon_cuda_contrastive_forward(cp, loss, valid, stats, ws_f, fws, message, sizeof message);
+  pixcon_status s2 = s1 == PIXCON_OK ? pixcon_cuda_contrastive_backward(cp, gl, stats, grad, ws_b, bws, message,
+                                                                          sizeof message)
+                                     : s1;
   CHECK_CUDA(cudaStreamSynchronize(stream));
   if (s1 != PIXCON_OK || s2 != PIXCON_OK) {
-    fprintf(stderr, "FAIL %s: status %d / %d\n", ctx.c_str(), (int)s1, (int)s2);
-    ++failures;
-  } else {
-    std::vector<unsigned char> loss(acc * n + 1), stats(3 * acc * n + 1), grad(esize(q.dtype) * n * d + 1);
-    std::vector<uint8_t> valid(n + 1);
-    CHECK_CUDA(cudaMemcpy(loss.data(), dloss, acc * n, cudaMemcpyDeviceToHost));
-    CHECK_CUDA(cudaMemcpy(stats.data(), dstats, 3 * acc * n, cudaMemcpyDeviceToHost));
-    CHECK_CUDA(cudaMemcpy(valid.data(), dvalid, n, cudaMemcpyDeviceToHost));
-    CHECK_CUDA(cudaMemcpy(grad.data(), dgrad, esize(q.dtype) * n * d, cudaMemcpyDeviceToHost));
-    pixcon_dtype acc_t = f64 ? PIXCON_FLOAT64 : PIXCON_FLOAT32;
-    /* against the plain reference, then against the CPU kernels (the tier dispatch picks) */
-    compare(ctx + " vs reference", n, d, q.dtype, acc_t, loss, valid, stats, grad, ref_loss, ref_valid,
-            ref_stats, ref_grad, tol);
-    std::vector<double> cpu_loss, cpu_stats, cpu_grad;
-    std::vector<uint8_t> cpu_valid;
-    if (run_cpu_kernels(hp, gacc, cpu_loss, cpu_valid, cpu_stats, cpu_grad)) {
-      compare(ctx + " vs cpu", n, d, q.dtype, acc_t, loss, valid, stats, grad, cpu_loss, cpu_valid, cpu_stats,
-              cpu_grad, tol);
-    } else {
-      fprintf(stderr, "FAIL %s: the CPU kernels rejected the problem\n", ctx.c_str());
-      ++failures;
-    }
+    fail(ctx, message);
+    return false;
   }
-  cudaFree(dz); cudaFree(dlabels); cudaFree(dimages); cudaFree(danchor); cudaFree(dcontrast);
-  cudaFree(dws_f); cudaFree(dws_b); cudaFree(dloss); cudaFree(dstats); cudaFree(dvalid); cudaFree(dgl); cudaFree(dgrad);
+  std::vector<unsigned char> l(acc * n + 1), st(3 * acc * n + 1), gr(esize(q.dtype) * n * d + 1);
+  out.valid.assign(n + 1, 0);
+  CHECK_CUDA(cudaMemcpy(l.data(), loss, acc * n, cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemcpy(st.data(), stats, 3 * acc * n, cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemcpy(out.valid.data(), valid, n, cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemcpy(gr.data(), grad, esize(q.dtype) * n * d, cudaMemcpyDeviceToHost));
+  widen(l, st, gr, f64 ? PIXCON_FLOAT64 : PIXCON_FLOAT32, q.dtype, n, d, out);
+  return true;
 }
+
+std::string describe(const Problem &q) {
+  char buf[200];
+  snprintf(buf, sizeof buf, "[n=%lld d=%lld bags=%lld options=%d dtype=%d%s transposed=%d tiles=%s]", (long long)q.n,
+           (long long)q.d, (long long)q.bags, q.options, (int)q.dtype, q.tf32 ? "(tf32)" : "", (int)q.transposed,
+           q.tiles == PIXCON_CUDA_TILES_SMALL ? "small" : "default");
+  return buf;
+}
+
+/* Tolerances (relative to 1 + |value|; gradients relative to the largest): float64 1e-10;
+ * float32 strict 1e-5; TF32 (inputs already TF32, so S is exact up to float32 accumulation; the
+ * weights are rounded to TF32 for W Z) 1e-5 forward, 2e-3 gradient; 16-bit 1e-2. */
+void tolerances(const Problem &q, double *tol, double *grad_tol) {
+  if (q.dtype == PIXCON_FLOAT64) *tol = *grad_tol = 1e-10;
+  else if (q.dtype == PIXCON_FLOAT32) {
+    *tol = 1e-5;
+    *grad_tol = q.tf32 ? 2e-3 : 1e-5;
+  } else {
+    *tol = *grad_tol = 1e-2;
+  }
+}
+
+void run_case(cudaStream_t stream, const Problem &q) {
+  const std::string ctx = describe(q);
+  std::vector<unsigned char> z = stored(q);
+  pixcon_loss_params hp;
+  fill_params(q, &hp, z.data(), q.labels.data(), q.images.data(), q.anchor.data(), q.contrast.data(), q.offsets.data());
+  std::vector<double> g(q.n + 1);
+  for (int64_t r = 0; r < q.n; ++r) g[r] = uniform() * 2 - 1;
+  Result ref, cpu, got;
+  if (!run_reference(hp, g, ref)) return fail(ctx, "the reference rejected the problem");
+  DeviceProblem dp(q, z, stream);
+  if (!run_cuda(ctx, dp, q, g, stream, got)) return;
+  double tol, grad_tol;
+  tolerances(q, &tol, &grad_tol);
+  compare(ctx + " vs reference", q, got, ref, tol, grad_tol);
+  if (!run_cpu(hp, g, cpu)) return fail(ctx, "the CPU kernels rejected the problem");
+  compare(ctx + " vs cpu", q, got, cpu, tol, grad_tol);
+}
+
+/* ---- the matrix ---- */
+
+const pixcon_dtype kDtypes[] = {PIXCON_FLOAT64, PIXCON_FLOAT32, PIXCON_FLOAT32, PIXCON_FLOAT16, PIXCON_BFLOAT16};
+const bool kTf32[] = {false, false, true, false, false};
+
+int run_matrix(cudaStream_t stream, bool quick, bool fail_fast) {
+  struct Shape {
+    int64_t n, d, bags;
+    pixcon_cuda_tiles tiles;
+    int stride; /* run every stride-th (options, dtype) pair; quick runs every 4 stride-th */
+  };
+  const Shape shapes[] = {
+      {1, 3, 1, PIXCON_CUDA_TILES_SMALL, 1},       {7, 1, 1, PIXCON_CUDA_TILES_SMALL, 1},
+      {40, 3, 2, PIXCON_CUDA_TILES_SMALL, 1},      {97, 16, 2, PIXCON_CUDA_TILES_SMALL, 2},
+      {150, 5, 37, PIXCON_CUDA_TILES_SMALL, 2},    {70, 64, 37, PIXCON_CUDA_TILES_SMALL, 5},
+      {66, 300, 1, PIXCON_CUDA_TILES_SMALL, 9},    {100, 256, 2, PIXCON_CUDA_TILES_DEFAULT, 11},
+      {140, 300, 37, PIXCON_CUDA_TILES_DEFAULT, 13}, {150, 17, 1, PIXCON_CUDA_TILES_DEFAULT, 7},
+  };
+  int cases = 0, pair_index = 0;
+  for (const Shape &s : shapes)
+    for (int options = 0; options < 32; ++options)
+      for (int t = 0; t < 5; ++t, ++pair_index) {
+        const int stride = quick ? 4 * s.stride : s.stride;
+        if (pair_index % stride != 0) continue;
+        const bool transposed = (options + t) % 5 == 0;
+        Problem q = make_problem(s.n, s.d, s.bags, 1 + (int)below(5), kDtypes[t], kTf32[t], options, transposed,
+                                 s.tiles);
+        run_case(stream, q);
+        ++cases;
+        if (fail_fast && failures) {
+          printf("%d cases, %d mismatches (stopped at the first failing case)\n", cases, failures);
+          return cases;
+        }
+      }
+  Problem empty = make_problem(0, 4, 2, 2, PIXCON_FLOAT32, false, 0, false, PIXCON_CUDA_TILES_SMALL);
+  run_case(stream, empty);
+  return cases + 1;
+}
+
+/* The workspace is O(N D + N + B): at N = 262 144, D = 256 it stays below 512 MiB. */
+void check_workspace_bound() {
+  for (pixcon_dtype t : {PIXCON_FLOAT32, PIXCON_FLOAT16, PIXCON_BFLOAT16}) {
+    pixcon_cuda_loss_params q;
+    memset(&q, 0, sizeof q);
+    static const int64_t offsets[2] = {0, 262144};
+    q.base.num_rows = 262144;
+    q.base.dim = 256;
+    q.base.embeddings = q.base.labels = (const int64_t *)offsets; /* any non-NULL; not read */
+    q.base.dtype = t;
+    q.base.row_stride = 256;
+    q.base.col_stride = 1;
+    q.base.num_bags = 1;
+    q.base.bag_offsets = offsets;
+    q.base.temperature = 0.07;
+    q.base.ignore_index = 255;
+    size_t f = pixcon_cuda_forward_workspace_size(&q), b = pixcon_cuda_backward_workspace_size(&q);
+    printf("workspace at N = 262144, D = 256, dtype %d: forward %.1f MiB, backward %.1f MiB\n", (int)t,
+           f / 1048576.0, b / 1048576.0);
+    if (f == 0 || f >= ((size_t)512 << 20) || b == 0 || b >= ((size_t)512 << 20)) fail("workspace", "not below 512 MiB");
+  }
+}
+
+#if defined(PIXCON_EMULATED_LAUNCH)
+/* The data contract, seen through the emulator's counters. */
+void check_no_host_sync_and_launches_independent_of_bags(cudaStream_t stream) {
+  long long launches[2];
+  const int64_t bag_counts[2] = {1, 64};
+  for (int k = 0; k < 2; ++k) {
+    Problem q = make_problem(200, 8, bag_counts[k], 3, PIXCON_FLOAT32, false, PAIR, false, PIXCON_CUDA_TILES_SMALL);
+    DeviceProblem dp(q, q.z, stream);
+    size_t ws = pixcon_cuda_forward_workspace_size(&dp.params);
+    void *w = dp.alloc(ws), *loss = dp.alloc(800), *stats = dp.alloc(2400), *gl = dp.alloc(800), *grad = dp.alloc(6400);
+    uint8_t *valid = (uint8_t *)dp.alloc(200);
+    CHECK_CUDA(cudaMemset(gl, 0, 800));
+    CHECK_CUDA(cudaStreamSynchronize(stream));
+    pixcon_emu::reset_counters();
+    char message[256];
+    pixcon_status s1 = pixcon_cuda_contrastive_forward(&dp.params, loss, valid, stats, w, ws, message, sizeof message);
+    pixcon_status s2 = pixcon_cuda_contrastive_backward(&dp.params, gl, stats, grad, w, ws, message, sizeof message);
+    pixcon_emu::Counters c = pixcon_emu::counters();
+    const std::string ctx = "counters, " + std::to_string(bag_counts[k]) + " bags";
+    if (s1 != PIXCON_OK || s2 != PIXCON_OK) fail(ctx, message);
+    if (c.host_syncs != 0) fail(ctx, "forward + backward synchronised the host");
+    if (c.device_to_host_copies != 0) fail(ctx, "forward + backward copied device memory to the host");
+    launches[k] = c.launches;
+    printf("%s: %lld launches, %lld host syncs, %lld device-to-host copies\n", ctx.c_str(), c.launches, c.host_syncs,
+           c.device_to_host_copies);
+  }
+  if (launches[0] != launches[1]) fail("counters", "launches depend on the number of bags");
+}
+
+/* A bad label or bad offsets: a device-side assertion, reported at the next synchronisation. */
+void check_device_assertions(cudaStream_t stream) {
+  for (int which = 0; which < 2; ++which) {
+    Problem q = make_problem(50, 4, 3, 3, PIXCON_FLOAT32, false, 0, false, PIXCON_CUDA_TILES_SMALL);
+    if (which == 0) q.labels[17] = -3;
+    else q.offsets[1] = q.offsets[2] + 5;
+    const std::string ctx = which == 0 ? "negative label" : "decreasing offsets";
+    DeviceProblem dp(q, q.z, stream);
+    size_t ws = pixcon_cuda_forward_workspace_size(&dp.params);
+    void *w = dp.alloc(ws), *loss = dp.alloc(200), *stats = dp.alloc(600);
+    uint8_t *valid = (uint8_t *)dp.alloc(50);
+    char message[256] = "";
+    /* the call enqueues; if the assertion has already fired when it launches the next kernel (always,
+     * under the synchronous emulation), the call reports it, else the next synchronisation does */
+    pixcon_status st = pixcon_cuda_contrastive_forward(&dp.params, loss, valid, stats, w, ws, message, sizeof message);
+    if (st != PIXCON_OK && (st != PIXCON_ERROR_CUDA || !strstr(message, "device-side assert")))
+      fail(ctx, "the call failed for another reason than the assertion");
+    if (cudaStreamSynchronize(stream) != cudaErrorAssert) fail(ctx, "no device-side assertion at the synchronisation");
+    pixcon_emu::reset_device();
+  }
+}
+
+/* Each row's gradient is summed in a fixed order by one CTA: the block order cannot change a bit. */
+void check_backward_bitwise_independent_of_block_order(cudaStream_t stream) {
+  Problem q = make_problem(120, 40, 3, 4, PIXCON_FLOAT32, false, PAIR | IMAGE_IDS, false, PIXCON_CUDA_TILES_SMALL);
+  std::vector<double> g(q.n + 1);
+  for (int64_t r = 0; r < q.n; ++r) g[r] = uniform() * 2 - 1;
+  Result first, second;
+  DeviceProblem dp(q, q.z, stream);
+  pixcon_emu::set_block_order_seed(1);
+  bool ok = run_cuda("block order 1", dp, q, g, stream, first);
+  pixcon_emu::set_block_order_seed(2);
+  ok = ok && run_cuda("block order 2", dp, q, g, stream, second);
+  if (ok && (first.grad != second.grad || first.loss != second.loss))
+    fail("block order", "results differ between block orders");
+}
+#endif
 
 }  // namespace
 
@@ -288,45 +491,17 @@ int main(int argc, char **argv) {
     if (strcmp(argv[a], "--quick") == 0) quick = true;
     else if (strcmp(argv[a], "--fail-fast") == 0) fail_fast = true; /* stop at the first failing case */
   }
-  cublasHandle_t handle;
-  if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) return 2;
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreate(&stream));
-  /* {n, d, bags}: single rows, one-column embeddings, empty bags (random offsets), bags above the
-   * 128-thread stride, several row blocks per bag (small limits) */
-  const int64_t sizes[][3] = {{1, 3, 1}, {7, 1, 1}, {40, 3, 3}, {97, 17, 2}, {150, 5, 4}, {260, 8, 1}};
-  const pixcon_dtype dtypes[] = {PIXCON_FLOAT64, PIXCON_FLOAT32, PIXCON_FLOAT16, PIXCON_BFLOAT16};
-  int cases = 0;
-  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; ++s)
-    for (int options = 0; options < 32; ++options)
-      for (int t = 0; t < 4; ++t) {
-        int64_t n = sizes[s][0];
-        if (n > 100 && (options + t + (int)s) % (quick ? 8 : 3) != 0) continue;
-        if (quick && n <= 100 && (options + t) % 2) continue;
-        bool transposed = (options + t) % 5 == 0;
-        /* limits: default, about 3 rows per block, 1 row per block */
-        size_t limit = 0;
-        int which = (options + 2 * t + (int)s) % 3;
-        if (which > 0) {
-          size_t per_row = (size_t)((n + 3) / 4 * 4) * (dtypes[t] == PIXCON_FLOAT64 ? 8 : 4) + 4 * sizes[s][1];
-          size_t fixed = (size_t)(n * sizes[s][1]) * 12 + 2048;
-          limit = fixed + (which == 1 ? 3 : 1) * per_row;
-        }
-        Problem q = make_problem(n, sizes[s][1], sizes[s][2], 1 + (int)below(5), dtypes[t], options, transposed, limit);
-        run_case(handle, stream, q);
-        ++cases;
-        if (fail_fast && failures) {
-          printf("%d cases, %d mismatches (stopped at the first failing case)\n", cases, failures);
-          return 1;
-        }
-      }
-  /* no rows at all */
-  {
-    Problem q = make_problem(0, 4, 2, 2, PIXCON_FLOAT32, 0, false, 0);
-    run_case(handle, stream, q);
-    ++cases;
+  int cases = run_matrix(stream, quick, fail_fast);
+  if (!(fail_fast && failures)) {
+    check_workspace_bound();
+#if defined(PIXCON_EMULATED_LAUNCH)
+    check_no_host_sync_and_launches_independent_of_bags(stream);
+    check_device_assertions(stream);
+    check_backward_bitwise_independent_of_block_order(stream);
+#endif
   }
-  cublasDestroy(handle);
   printf("%d cases, %d mismatches\n", cases, failures);
   return failures ? 1 : 0;
 }

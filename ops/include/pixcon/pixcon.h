@@ -26,8 +26,7 @@ typedef enum pixcon_status {
   PIXCON_ERROR_INVALID_ARGUMENT = 1,
   PIXCON_ERROR_WORKSPACE_TOO_SMALL = 2,
   PIXCON_ERROR_UNSUPPORTED_ISA = 3,
-  PIXCON_ERROR_CUDA = 16,   /* CUDA entry points: a kernel launch or CUDA runtime call failed */
-  PIXCON_ERROR_CUBLAS = 17  /* CUDA entry points: a cuBLAS call returned an error */
+  PIXCON_ERROR_CUDA = 16    /* CUDA entry points: a kernel launch or CUDA runtime call failed */
 } pixcon_status;
 
 /* Element type of the embeddings (and of their gradient). Accumulation is float64 for
@@ -86,8 +85,13 @@ typedef struct pixcon_loss_params {
 pixcon_status pixcon_loss_params_check(const pixcon_loss_params *p, char *message,
                                        size_t message_size);
 
-/* The same checks except the label range: reads no per-row data, only the (host) bag offsets,
- * so it also serves callers whose rows live in device memory. */
+/* The checks that read nothing behind the pointers (sizes, strides, dtype, temperature,
+ * denominator, non-NULL pointers): they also serve callers whose data live in device memory. */
+pixcon_status pixcon_loss_params_check_scalars(const pixcon_loss_params *p, char *message,
+                                               size_t message_size);
+
+/* pixcon_loss_params_check_scalars plus the bag offsets, which it reads (host memory); not the
+ * label range. */
 pixcon_status pixcon_loss_params_check_shape(const pixcon_loss_params *p, char *message,
                                              size_t message_size);
 
