@@ -1,5 +1,6 @@
 /* Runtime pieces of the device-wide CUB stand-ins (the headers under include/cub/device): argument
- * checks that abort on a range outside cudaMalloc'd memory or on overlapping ranges CUB forbids.
+ * checks that abort on a range outside cudaMalloc'd memory or on overlapping ranges CUB forbids
+ * (misuse, the plain abort with a message, is in pixcon_emu.cpp).
  * Cost: one lookup in the allocation map per checked range. */
 #include <stdint.h>
 #include <stdio.h>
@@ -8,11 +9,6 @@
 #include "pixcon_emu.h"
 
 namespace pixcon_emu {
-
-void misuse(const char *api, const char *what) {
-  fprintf(stderr, "pixcon CUDA emulation: %s: %s\n", api, what);
-  abort();
-}
 
 void require_device_range(const char *api, const char *what, const void *p, size_t bytes) {
   if (bytes == 0 || is_device_range(p, bytes)) return;

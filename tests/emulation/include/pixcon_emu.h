@@ -1,6 +1,10 @@
-/* CPU emulation of the CUDA subset pixcon's kernels use: qualifiers, thread geometry, __shared__,
- * __syncthreads, bit casts, the launch macro's back end and a small runtime (memory, copies, errors).
- * Cost: a launch runs blockDim threads as real std::threads, blocks one after another; O(1) per sync. */
+/* CPU emulation of the CUDA subset pixcon's kernels use: qualifiers, thread geometry, static and dynamic
+ * shared memory, block and warp barriers, warp shuffles, bit casts, device-side assertions, the launch
+ * macro's back end and a small runtime (memory, copies, errors, function attributes, counters).
+ * WMMA, cp.async and 16-bit float types are in mma.h, cuda_pipeline_primitives.h, cuda_fp16.h and
+ * cuda_bf16.h next to this file.
+ * Cost: a launch runs blockDim threads as real std::threads, blocks one after another in a shuffled
+ * order; every barrier or warp-level operation is one rendezvous of the threads involved. */
 #ifndef PIXCON_EMU_H
 #define PIXCON_EMU_H
 
@@ -23,10 +27,15 @@
 #define __noinline__
 #define __launch_bounds__(...)
 #define __restrict__ __restrict
-/* Shared memory: one static object per declaration, shared by the threads of the running block.
- * Blocks of a launch run one after another, so one copy per declaration is enough; it keeps its
- * contents from the previous block (as uninitialised shared memory may). */
-#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+/* Static shared memory: one object per declaration (blocks run one after another), all of them in the
+ * ELF section pixcon_shared, which the runtime fills with 0xff before every block and whose size counts
+ * against the shared-memory limit. GCC (12 at least, PR 70435) ignores the section attribute inside a
+ * template, so a __shared__ object in a function template or a member of a class template is a plain
+ * static: not poisoned, not counted; and in an inline function (also a member function defined in its
+ * class, or a lambda) it fails to compile ("section type conflict") when its translation unit also has
+ * one in a non-inline function. The dynamic arena (PIXCON_EMULATED_DYNAMIC_SHARED) has neither limit. */
+#define __shared__ static __attribute__((section("pixcon_shared"), aligned(16)))
 
 /* ---- vector types and geometry ---- */
 typedef struct uint3 {
@@ -60,7 +69,8 @@ typedef enum cudaError {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
-  cudaErrorInvalidConfiguration = 9
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorAssert = 710
 } cudaError_t;
 
 typedef enum cudaMemcpyKind {
@@ -70,6 +80,8 @@ typedef enum cudaMemcpyKind {
   cudaMemcpyDeviceToDevice = 3,
   cudaMemcpyDefault = 4
 } cudaMemcpyKind;
+
+typedef enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribute;
 
 typedef enum cudaDataType_t {
   CUDA_R_32F = 0,
@@ -97,7 +109,14 @@ cudaError_t cudaDeviceSynchronize(void);
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
 const char *cudaGetErrorString(cudaError_t error);
+const char *cudaGetErrorName(cudaError_t error);
+/* Only cudaFuncAttributeMaxDynamicSharedMemorySize: the kernel's dynamic shared memory may then reach
+ * value bytes, at most 101376 (sm_86/sm_89's opt-in limit) minus the static shared memory. */
+cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int value);
 void __syncthreads(void);
+int __syncthreads_or(int predicate);
+int __syncthreads_and(int predicate);
+int __syncthreads_count(int predicate);
 #ifdef __cplusplus
 }
 #endif
@@ -113,28 +132,102 @@ static inline float __uint_as_float(unsigned int u) {
   memcpy(&f, &u, sizeof f);
   return f;
 }
+static inline int __float_as_int(float f) { return (int)__float_as_uint(f); }
+static inline float __int_as_float(int i) { return __uint_as_float((unsigned int)i); }
 
 #ifdef __cplusplus
 template <class T> static inline cudaError_t cudaMalloc(T **ptr, size_t size) {
   return cudaMalloc((void **)ptr, size);
 }
 
+/* The kernel-pointer overload of the runtime API (cuda_runtime.h has the same one). */
+template <class T> static inline cudaError_t cudaFuncSetAttribute(T *entry, cudaFuncAttribute attr, int value) {
+  return cudaFuncSetAttribute((const void *)entry, attr, value);
+}
+
+/* A read through the read-only data cache: a plain load here. */
+template <class T> static inline T __ldg(const T *p) { return *p; }
+
 namespace pixcon_emu {
 
-/* Runs body once per thread of every block of the grid (see pixcon_emu.cpp). */
+/* Runs body once per thread of every block of the grid (see pixcon_emu.cpp); kernel identifies the
+ * kernel for its cudaFuncSetAttribute limit. */
 typedef void (*thread_body)(void *context);
-void run_grid(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, thread_body body,
+void run_grid(const void *kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, thread_body body,
               void *context);
+
+/* The running block's dynamic shared memory: the launch's shared_bytes, 128-byte aligned, filled with
+ * 0xff before each block; the same pointer for every thread of the block. */
+unsigned char *dynamic_shared_memory();
+
+/* PIXCON_EMULATED_DEVICE_ASSERT's back end: when !holds, prints the first failure (file:line, block,
+ * thread, message) and sets the sticky cudaErrorAssert; the calling thread carries on. */
+void device_assert(bool holds, const char *message, const char *file, int line);
+
+/* The calling thread's lane in its warp (32 consecutive linear thread indices). */
+unsigned warp_lane();
+
+/* __syncwarp and the shuffles: mask must name exactly the warp's lanes. mode is one of ShuffleMode;
+ * the value travels as the low sizeof(T) bytes of bits. A source lane past a partial warp's last lane
+ * gives all-ones bits (undefined on a GPU). */
+enum ShuffleMode { SHUFFLE_IDX, SHUFFLE_UP, SHUFFLE_DOWN, SHUFFLE_XOR };
+void warp_sync(unsigned mask);
+uint64_t warp_shuffle(unsigned mask, uint64_t bits, int mode, long long lane_arg, int width);
+
+template <class T> T shuffle(unsigned mask, T var, int mode, long long lane_arg, int width) {
+  static_assert(std::is_arithmetic<T>::value && (sizeof(T) == 4 || sizeof(T) == 8),
+                "warp shuffles take 32- or 64-bit integers, float or double");
+  uint64_t bits = 0;
+  memcpy(&bits, &var, sizeof var);
+  bits = warp_shuffle(mask, bits, mode, lane_arg, width);
+  memcpy(&var, &bits, sizeof var);
+  return var;
+}
+
+/* One matrix operand of a warp's wmma::mma_sync: the calling lane's elements and where each sits in
+ * the row-major matrix (row * cols + col). */
+struct MmaPart {
+  int count;
+  const int *at;
+  const float *value;
+};
+/* D = C + A B for the warp (A m x k, B k x n, C m x n, all float): every lane of a full warp passes its
+ * parts; d[e] gets the element at c.at[e]. Products are summed in float in ascending k, then added to C. */
+void warp_mma(int n, int k, const MmaPart &a, const MmaPart &b, const MmaPart &c, float *d);
+
+/* Exact conversions of 16-bit float bits (also used by the cuBLAS stand-in). */
+float half_to_float(uint16_t h);
+float bf16_to_float(uint16_t b);
 
 /* True when [p, p + bytes) lies inside one live cudaMalloc allocation. */
 bool is_device_range(const void *p, size_t bytes);
 
-/* Number of kernel launches so far (for tests). */
+/* ---- hooks for tests ---- */
+
+/* Number of kernel launches that ran, since the start (never reset). */
 long long launch_count();
 
-/* Argument checks of the device-wide CUB stand-ins (pixcon_emu_cub.cpp): abort with a message naming
- * the call and the argument. require_device_range: [p, p + bytes) inside one live cudaMalloc
- * allocation (bytes == 0 passes); require_disjoint: the two byte ranges do not overlap. */
+/* Activity since the last reset_counters(): launches that ran; host synchronisations
+ * (cudaStreamSynchronize, cudaDeviceSynchronize, every cudaMemcpy that is not device-to-device);
+ * device-to-host copies (cudaMemcpy and cudaMemcpyAsync). */
+struct Counters {
+  long long launches, host_syncs, device_to_host_copies;
+};
+Counters counters();
+void reset_counters();
+
+/* Blocks run in an order shuffled per launch from this seed (default: env PIXCON_EMU_SEED, else a fixed
+ * value) and the number of launches since the seed was set. */
+void set_block_order_seed(uint64_t seed);
+
+/* Clears the sticky device-side assertion and the calling thread's last error, as cudaDeviceReset
+ * would; allocations stay. */
+void reset_device();
+
+/* Misuse aborts the run with a message naming the call (api, may be null) and what is wrong; of threads
+ * failing at once only the first prints. Argument checks of the stand-ins: require_device_range:
+ * [p, p + bytes) inside one live cudaMalloc allocation (bytes == 0 passes); require_disjoint: the two
+ * byte ranges do not overlap. */
 [[noreturn]] void misuse(const char *api, const char *what);
 void require_device_range(const char *api, const char *what, const void *p, size_t bytes);
 void require_disjoint(const char *api, const char *what_a, const void *a, size_t a_bytes, const char *what_b,
@@ -152,7 +245,7 @@ template <class... P> struct Launch {
       void (*kernel)(P...);
       std::tuple<typename std::decay<P>::type...> args;
     } context{kernel, std::tuple<typename std::decay<P>::type...>(std::forward<A>(args)...)};
-    run_grid(grid, block, shared_bytes, stream,
+    run_grid((const void *)kernel, grid, block, shared_bytes, stream,
              [](void *c) {
                Context *ctx = (Context *)c;
                auto own = ctx->args; /* each thread gets its own copy of the parameters */
@@ -169,8 +262,32 @@ Launch<P...> launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t str
 
 }  // namespace pixcon_emu
 
+/* ---- warp-level intrinsics (CUDA's signatures; T: int, unsigned, long, long long and their unsigned
+ * forms, float, double). width is a power of two up to 32: lanes form groups of width. ---- */
+static inline void __syncwarp(unsigned mask = 0xffffffffu) { ::pixcon_emu::warp_sync(mask); }
+
+/* var of lane srcLane modulo width in the caller's group */
+template <class T> static inline T __shfl_sync(unsigned mask, T var, int srcLane, int width = warpSize) {
+  return ::pixcon_emu::shuffle(mask, var, ::pixcon_emu::SHUFFLE_IDX, srcLane, width);
+}
+/* var of lane - delta, or the caller's own var when that leaves the group */
+template <class T> static inline T __shfl_up_sync(unsigned mask, T var, unsigned int delta, int width = warpSize) {
+  return ::pixcon_emu::shuffle(mask, var, ::pixcon_emu::SHUFFLE_UP, delta, width);
+}
+/* var of lane + delta, or the caller's own var when that leaves the group */
+template <class T> static inline T __shfl_down_sync(unsigned mask, T var, unsigned int delta, int width = warpSize) {
+  return ::pixcon_emu::shuffle(mask, var, ::pixcon_emu::SHUFFLE_DOWN, delta, width);
+}
+/* var of lane ^ laneMask; the caller's own var when that lies in a later group */
+template <class T> static inline T __shfl_xor_sync(unsigned mask, T var, int laneMask, int width = warpSize) {
+  return ::pixcon_emu::shuffle(mask, var, ::pixcon_emu::SHUFFLE_XOR, laneMask, width);
+}
+
 #define PIXCON_EMULATED_LAUNCH(grid, block, smem, stream, ...) \
   ::pixcon_emu::launch((grid), (block), (smem), (stream), __VA_ARGS__)
+#define PIXCON_EMULATED_DYNAMIC_SHARED(name) unsigned char *name = ::pixcon_emu::dynamic_shared_memory()
+#define PIXCON_EMULATED_DEVICE_ASSERT(cond, message) \
+  ::pixcon_emu::device_assert((cond), (message), __FILE__, __LINE__)
 #endif /* __cplusplus */
 
 #endif /* PIXCON_EMU_H */
