@@ -201,7 +201,7 @@ step_sanitizer() {  # step_sanitizer memcheck|racecheck
   sanitizer=$("$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import gpu_check_report as r
 print(r.find_compute_sanitizer() or "")' "$ROOT/scripts")
   [ -n "$sanitizer" ] || { echo "skip: compute-sanitizer not found"; return 77; }
-  out=$("$sanitizer" --tool "$1" --error-exitcode 86 "$WORK/agreement/test_cuda_gpu" --quick 2>&1)
+  out=$("$sanitizer" --tool "$1" --error-exitcode 86 "$WORK/agreement/test_cuda_gpu" --few 2>&1)
   rc=$?
   printf '%s\n' "$out"
   # some virtualised GPUs refuse the sanitizer: that is no finding about the kernels
@@ -256,9 +256,9 @@ else
   step selfcheck 60 170 "python -m pixcon.selfcheck" step_selfcheck
   step cuda_tests 180 150 "python -m pytest tests/test_cuda.py" step_cuda_tests
   step agreement 60 130 "test_cuda_gpu --quick" step_agreement
-  step memcheck 90 100 "compute-sanitizer --tool memcheck test_cuda_gpu --quick" \
+  step memcheck 90 100 "compute-sanitizer --tool memcheck test_cuda_gpu --few" \
     step_sanitizer memcheck
-  step racecheck 90 90 "compute-sanitizer --tool racecheck test_cuda_gpu --quick" \
+  step racecheck 90 90 "compute-sanitizer --tool racecheck test_cuda_gpu --few" \
     step_sanitizer racecheck
   step benchmark 300 0 "python benchmarks/loss_suite.py --gpu-grid --budget-s LIMIT-40" \
     step_benchmark

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: set up from nothing, C unit tests of ops/ (plain and under
 # AddressSanitizer + UBSan) with ctest, the CUDA kernels of ops/cuda run on the CPU under
-# tests/emulation (plain, and under AddressSanitizer + UBSan), then the Python suite with pytest.
+# tests/emulation (plain, under AddressSanitizer + UBSan, under ThreadSanitizer), then the Python
+# suite with pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -15,15 +16,20 @@ for variant in plain asan; do
   cmake --build "$dir"
   ctest --test-dir "$dir" --output-on-failure
 done
-cmake -S tests/emulation -B build/emulation -G Ninja > /dev/null
-cmake --build build/emulation
-ctest --test-dir build/emulation --output-on-failure
-cmake -S tests/emulation -B build/emulation-asan -G Ninja -DPIXCON_EMU_SANITIZE=address,undefined \
-  -DPIXCON_EMU_MUTANTS=OFF > /dev/null
-cmake --build build/emulation-asan
-build/emulation-asan/test_cuda_emulated
-build/emulation-asan/test_sample_emulated
-build/emulation-asan/test_cub_standin
+# the CUDA kernels under the CPU emulation: plain (with the planted-bug mutants and the nvcc
+# compile), under AddressSanitizer + UBSan, and under ThreadSanitizer (the emulated threads are real,
+# so a missing barrier is a reported race)
+for variant in plain asan tsan; do
+  dir=build/emulation
+  options=()
+  case $variant in
+    asan) dir=build/emulation-asan; options=(-DPIXCON_EMU_SANITIZE=address,undefined -DPIXCON_EMU_MUTANTS=OFF) ;;
+    tsan) dir=build/emulation-tsan; options=(-DPIXCON_EMU_SANITIZE=thread -DPIXCON_EMU_MUTANTS=OFF) ;;
+  esac
+  cmake -S tests/emulation -B "$dir" -G Ninja "${options[@]}" > /dev/null
+  cmake --build "$dir"
+  ctest --test-dir "$dir" --output-on-failure
+done
 status=0
 .venv/bin/python -m pytest tests "$@" || status=$?
 if [ "$status" -eq 5 ]; then

@@ -1,9 +1,10 @@
 /* Runtime of the CPU emulation: grid execution with real threads (blocks in a shuffled order, shared
  * memory poisoned before each block), checked block and warp barriers, shuffles, the warp's WMMA
  * product, cp.async queues, cudaMalloc'd memory (poisoned, registered for range checks), copies, errors
- * (with the sticky device-side assertion), function attributes, counters, and the cuBLAS GEMMs.
+ * (with the sticky device-side assertion), function attributes, counters.
  * Cost: persistent worker threads (one per thread of a block) run the blocks; each barrier or warp-level
- * operation is one futex rendezvous; each block start fills its shared memory; GEMM is naive O(m n k). */
+ * operation is one futex rendezvous; each block start fills its shared memory; a warp's mma_sync is a
+ * naive 16 x 16 x k product. */
 #include <atomic>
 #include <map>
 #include <memory>
@@ -20,7 +21,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "cublas_v2.h"
 #include "cuda_pipeline_primitives.h"
 #include "pixcon_emu.h"
 
@@ -536,6 +536,11 @@ void __pipeline_memcpy_async(void *__restrict__ dst_shared, const void *__restri
                 "pixcon_shared section: not one declared in a template)");
   const size_t read = size - zfill;
   if (!is_device_range(src_global, read ? read : 1)) misuse(api, "src is not inside a live cudaMalloc allocation");
+  /* On a GPU the copy may land at any moment from now until the wait that covers it. Both ends are
+   * made visible: the destination is overwritten with poison now (a thread still reading the old
+   * contents races with this write, which ThreadSanitizer reports) and gets its data only at the
+   * wait (a read before the wait sees poison). */
+  memset(dst_shared, 0xff, size);
   pipeline.pending.push_back(
       AsyncCopy{(unsigned char *)dst_shared, (const unsigned char *)src_global, read, size, pipeline.committed});
 }
@@ -709,147 +714,6 @@ cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int v
   std::lock_guard<std::mutex> lock(attribute_mutex);
   dynamic_limits[func] = (size_t)value;
   return cudaSuccess;
-}
-
-/* ---------------- cuBLAS ---------------- */
-
-struct cublasContext {
-  cudaStream_t stream;
-};
-
-cublasStatus_t cublasCreate(cublasHandle_t *handle) {
-  if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
-  *handle = new cublasContext{nullptr};
-  return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t cublasDestroy(cublasHandle_t handle) {
-  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-  delete handle;
-  return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
-  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-  handle->stream = stream;
-  return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t cublasGetStream(cublasHandle_t handle, cudaStream_t *stream) {
-  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if (stream) *stream = handle->stream;
-  return CUBLAS_STATUS_SUCCESS;
-}
-
-/* TF32: 10 explicit mantissa bits, round to nearest even (as the FAST_TF32 down-conversion). */
-static float round_tf32(float f) {
-  uint32_t u = __float_as_uint(f);
-  if ((u & 0x7f800000u) == 0x7f800000u) return f;
-  u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
-  return __uint_as_float(u);
-}
-
-static double load(const void *base, cudaDataType t, size_t k) {
-  switch (t) {
-    case CUDA_R_64F: return ((const double *)base)[k];
-    case CUDA_R_32F: return ((const float *)base)[k];
-    case CUDA_R_16F: return half_to_float(((const uint16_t *)base)[k]);
-    case CUDA_R_16BF: return bf16_to_float(((const uint16_t *)base)[k]);
-  }
-  return NAN;
-}
-
-static size_t type_size(cudaDataType t) { return t == CUDA_R_64F ? 8 : t == CUDA_R_32F ? 4 : 2; }
-
-/* Column-major rows x cols matrix with leading dimension ld must lie in device memory. */
-static void check_matrix(const char *name, const void *p, cudaDataType t, int rows, int cols, int ld) {
-  if (rows == 0 || cols == 0) return;
-  size_t bytes = ((size_t)(cols - 1) * (size_t)ld + (size_t)rows) * type_size(t);
-  if (!is_device_range(p, bytes)) {
-    fprintf(stderr, "pixcon CUDA emulation: cublasGemmEx operand %s (%d x %d, ld %d) is not inside one cudaMalloc allocation\n",
-            name, rows, cols, ld);
-    abort();
-  }
-}
-
-cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
-                            int k, const void *alpha, const void *A, cudaDataType Atype, int lda, const void *B,
-                            cudaDataType Btype, int ldb, const void *beta, void *C, cudaDataType Ctype, int ldc,
-                            cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
-  (void)algo;
-  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if ((transa != CUBLAS_OP_N && transa != CUBLAS_OP_T && transa != CUBLAS_OP_C) ||
-      (transb != CUBLAS_OP_N && transb != CUBLAS_OP_T && transb != CUBLAS_OP_C))
-    return CUBLAS_STATUS_INVALID_VALUE;
-  bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N; /* real types: C == T */
-  int a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
-  auto at_least_1 = [](int x) { return x > 1 ? x : 1; };
-  if (m < 0 || n < 0 || k < 0 || lda < at_least_1(a_rows) || ldb < at_least_1(b_rows) || ldc < at_least_1(m))
-    return CUBLAS_STATUS_INVALID_VALUE;
-  if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
-  bool f64 = computeType == CUBLAS_COMPUTE_64F || computeType == CUBLAS_COMPUTE_64F_PEDANTIC;
-  bool f32 = computeType == CUBLAS_COMPUTE_32F || computeType == CUBLAS_COMPUTE_32F_PEDANTIC ||
-             computeType == CUBLAS_COMPUTE_32F_FAST_TF32;
-  if (f64) {
-    if (Atype != CUDA_R_64F || Btype != CUDA_R_64F || Ctype != CUDA_R_64F) return CUBLAS_STATUS_NOT_SUPPORTED;
-  } else if (f32) {
-    bool ok = Atype == Btype && (Ctype == CUDA_R_32F || Ctype == Atype) &&
-              (Atype == CUDA_R_32F || Atype == CUDA_R_16F || Atype == CUDA_R_16BF);
-    if (!ok) return CUBLAS_STATUS_NOT_SUPPORTED;
-    if (Ctype != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED; /* 16-bit output: not needed, not emulated */
-  } else {
-    return CUBLAS_STATUS_NOT_SUPPORTED;
-  }
-  if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-  check_matrix("A", A, Atype, a_rows, a_cols, lda);
-  check_matrix("B", B, Btype, b_rows, b_cols, ldb);
-  check_matrix("C", C, Ctype, m, n, ldc);
-  bool tf32 = computeType == CUBLAS_COMPUTE_32F_FAST_TF32 && Atype == CUDA_R_32F;
-  for (int j = 0; j < n; ++j) {
-    for (int i = 0; i < m; ++i) {
-      size_t c_at = (size_t)j * ldc + i;
-      if (f64) {
-        double acc = 0;
-        for (int l = 0; l < k; ++l) {
-          double a = ((const double *)A)[ta ? (size_t)i * lda + l : (size_t)l * lda + i];
-          double b = ((const double *)B)[tb ? (size_t)l * ldb + j : (size_t)j * ldb + l];
-          acc += a * b;
-        }
-        double al = *(const double *)alpha, be = *(const double *)beta;
-        double *c = (double *)C + c_at;
-        *c = be == 0 ? al * acc : al * acc + be * *c; /* beta == 0: C is not read */
-      } else {
-        float acc = 0;
-        for (int l = 0; l < k; ++l) {
-          float a = (float)load(A, Atype, ta ? (size_t)i * lda + l : (size_t)l * lda + i);
-          float b = (float)load(B, Btype, tb ? (size_t)l * ldb + j : (size_t)j * ldb + l);
-          if (tf32) {
-            a = round_tf32(a);
-            b = round_tf32(b);
-          }
-          acc += a * b;
-        }
-        float al = *(const float *)alpha, be = *(const float *)beta;
-        float *c = (float *)C + c_at;
-        *c = be == 0 ? al * acc : al * acc + be * *c;
-      }
-    }
-  }
-  return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
-                           int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
-                           const float *beta, float *C, int ldc) {
-  return cublasGemmEx(handle, transa, transb, m, n, k, alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C,
-                      CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT);
-}
-
-cublasStatus_t cublasDgemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
-                           int k, const double *alpha, const double *A, int lda, const double *B, int ldb,
-                           const double *beta, double *C, int ldc) {
-  return cublasGemmEx(handle, transa, transb, m, n, k, alpha, A, CUDA_R_64F, lda, B, CUDA_R_64F, ldb, beta, C,
-                      CUDA_R_64F, ldc, CUBLAS_COMPUTE_64F, CUBLAS_GEMM_DEFAULT);
 }
 
 }  /* extern "C" */

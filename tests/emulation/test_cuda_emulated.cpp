@@ -358,7 +358,9 @@ void run_case(cudaStream_t stream, const Problem &q) {
 const pixcon_dtype kDtypes[] = {PIXCON_FLOAT64, PIXCON_FLOAT32, PIXCON_FLOAT32, PIXCON_FLOAT16, PIXCON_BFLOAT16};
 const bool kTf32[] = {false, false, true, false, false};
 
-int run_matrix(cudaStream_t stream, bool quick, bool fail_fast) {
+/* quick: a quarter of the pairs; few: a sixteenth, of the shapes of at most 100 rows only (for
+ * compute-sanitizer, which slows each launch down a hundredfold) */
+int run_matrix(cudaStream_t stream, bool quick, bool few, bool fail_fast) {
   struct Shape {
     int64_t n, d, bags;
     pixcon_cuda_tiles tiles;
@@ -373,9 +375,9 @@ int run_matrix(cudaStream_t stream, bool quick, bool fail_fast) {
   };
   int cases = 0, pair_index = 0;
   for (const Shape &s : shapes)
-    for (int options = 0; options < 32; ++options)
+    for (int options = 0; options < 32 && !(few && s.n > 100); ++options)
       for (int t = 0; t < 5; ++t, ++pair_index) {
-        const int stride = quick ? 4 * s.stride : s.stride;
+        const int stride = few ? 16 * s.stride : quick ? 4 * s.stride : s.stride;
         if (pair_index % stride != 0) continue;
         const bool transposed = (options + t) % 5 == 0;
         Problem q = make_problem(s.n, s.d, s.bags, 1 + (int)below(5), kDtypes[t], kTf32[t], options, transposed,
@@ -486,14 +488,19 @@ void check_backward_bitwise_independent_of_block_order(cudaStream_t stream) {
 
 int main(int argc, char **argv) {
   rng_seed(0x2545f4914f6cdd1dull);
-  bool quick = false, fail_fast = false;
+  bool quick = false, few = false, fail_fast = false;
   for (int a = 1; a < argc; ++a) {
     if (strcmp(argv[a], "--quick") == 0) quick = true;
+    else if (strcmp(argv[a], "--few") == 0) quick = few = true;
     else if (strcmp(argv[a], "--fail-fast") == 0) fail_fast = true; /* stop at the first failing case */
+    else {
+      fprintf(stderr, "usage: %s [--quick | --few] [--fail-fast]\n", argv[0]);
+      return 2;
+    }
   }
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreate(&stream));
-  int cases = run_matrix(stream, quick, fail_fast);
+  int cases = run_matrix(stream, quick, few, fail_fast);
   if (!(fail_fast && failures)) {
     check_workspace_bound();
 #if defined(PIXCON_EMULATED_LAUNCH)

@@ -83,13 +83,6 @@ typedef enum cudaMemcpyKind {
 
 typedef enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribute;
 
-typedef enum cudaDataType_t {
-  CUDA_R_32F = 0,
-  CUDA_R_64F = 1,
-  CUDA_R_16F = 2,
-  CUDA_R_16BF = 14
-} cudaDataType;
-
 struct CUstream_st;
 typedef struct CUstream_st *cudaStream_t;
 
@@ -195,7 +188,7 @@ struct MmaPart {
  * parts; d[e] gets the element at c.at[e]. Products are summed in float in ascending k, then added to C. */
 void warp_mma(int n, int k, const MmaPart &a, const MmaPart &b, const MmaPart &c, float *d);
 
-/* Exact conversions of 16-bit float bits (also used by the cuBLAS stand-in). */
+/* Exact conversions of 16-bit float bits (WMMA fragments of __half and __nv_bfloat16). */
 float half_to_float(uint16_t h);
 float bf16_to_float(uint16_t b);
 
