@@ -752,13 +752,14 @@ PIXCON_BYTES_PER_ND = 16.0
 
 #: The GPUs of the performance model (benchmarks/README.md, "Performance model"). Tensor-core
 #: and FMA rates are NVIDIA's datasheet numbers without sparsity; exp2 runs on the SFU at 16 per
-#: SM per clock; 132 SMs at the 1.98 GHz boost clock. The L2-to-SM bandwidth is not in the
-#: datasheet: 7 TB/s is an assumption until a measurement replaces it.
+#: SM per clock; 132 SMs at the 1.98 GHz boost clock; a CTA may opt in to 227 KiB of shared
+#: memory. The L2-to-SM bandwidth is not in the datasheet: 7 TB/s is an assumption until a
+#: measurement replaces it.
 GPU_SPECS = {
     "H100 SXM": {"bf16": 990e12, "tf32": 495e12, "fp32": 67e12, "sms": 132, "clock_hz": 1.98e9,
-                 "hbm": 3.35e12, "l2": 7e12},
+                 "hbm": 3.35e12, "l2": 7e12, "smem_optin": 232448},
     "H200": {"bf16": 990e12, "tf32": 495e12, "fp32": 67e12, "sms": 132, "clock_hz": 1.98e9,
-             "hbm": 4.8e12, "l2": 7e12},
+             "hbm": 4.8e12, "l2": 7e12, "smem_optin": 232448},
 }
 #: achievable fractions of the peak rates: FlashAttention-2 reaches ~35 % of an H100 with the
 #: same tile shape on mma.sync-class instructions (WMMA here), FlashAttention-3 ~75 % with wgmma
@@ -766,6 +767,18 @@ MODEL_FRACTIONS = {"expected": 0.35, "best": 0.75}
 #: the fused kernels' shape (DESIGN.md 3b): rows per CTA, columns per tile, the k-chunk D is
 #: padded to, the widest gradient chunk of a backward CTA; CTAs resident per SM is an assumption
 TILE_ROWS, TILE_COLS, K_CHUNK, GRAD_CHUNK, CTAS_PER_SM = 64, 64, 32, 256, 2
+
+
+def anchors_resident(dp: int, esize: int, smem_optin: float) -> bool:
+    """Whether a CTA keeps its anchor rows in shared memory (ops/cuda/tile_math.cuh, Layout):
+    the rows themselves, two stage buffers of J slices (or W Z pieces), the S tile and the rows'
+    and columns' saved statistics (48 B each) must fit the device's opt-in limit."""
+    r128 = lambda x: -(-x // 128) * 128
+    pad = 16 // esize
+    stream = max(2 * TILE_COLS * (K_CHUNK + pad) * esize, 2 * 8 * (GRAD_CHUNK + 4) * 4)
+    total = (r128(TILE_ROWS * (dp + pad) * esize) + r128(stream) + r128(TILE_ROWS * (TILE_COLS + 4) * 4)
+             + r128(TILE_ROWS * 48) + r128(TILE_COLS * 48))
+    return total <= smem_optin
 
 
 def nominal_flops(n: int, d: int, bags: int = 1) -> float:
@@ -787,8 +800,9 @@ def fused_model(n: int, d: int, dtype: str, spec: Dict[str, float],
 
     Each pass takes as long as the slowest of four resources at its peak rate: the tensor cores
     or FMA pipe (similarities at the input's rate; the backward's W Z at the TF32 rate, FMA for
-    strict float32), the SFU's exp2, L2-to-SM traffic (every CTA re-streams its row tile and
-    each column tile through shared memory in k-chunks), and HBM (one read of the packed Z per
+    strict float32), the SFU's exp2, L2-to-SM traffic (every CTA streams each column tile through
+    shared memory in k-chunks, and its own anchor rows too unless they stay resident; the
+    backward also streams the column tile's rows for W Z), and HBM (one read of the packed Z per
     wave of resident CTAs). The two passes' sum is divided by ``fraction``.
     """
     dp = -(-d // K_CHUNK) * K_CHUNK
@@ -809,11 +823,13 @@ def fused_model(n: int, d: int, dtype: str, spec: Dict[str, float],
         return {"flops": flops, "exps": exps, "l2_bytes": l2_bytes, "hbm_bytes": hbm_bytes,
                 "times_s": times, "bound": bound, "seconds": times[bound]}
 
-    fwd = phase(2 * n2 * d / rate_s, 2 * n2 * d, n2, tiles * (TILE_ROWS + TILE_COLS) * dp * esize,
+    # rows streamed per tile pair for S: the column tile's, plus the anchors' unless resident
+    streamed = TILE_COLS if anchors_resident(dp, esize, spec["smem_optin"]) else TILE_ROWS + TILE_COLS
+    fwd = phase(2 * n2 * d / rate_s, 2 * n2 * d, n2, tiles * streamed * dp * esize + z_bytes,
                 (2 + waves) * z_bytes)
     bwd = phase(chunks * 2 * n2 * d / rate_s + 2 * n2 * d / rate_w, (chunks + 1) * 2 * n2 * d,
                 2 * n2 * chunks,
-                tiles * (chunks * (TILE_ROWS + TILE_COLS) + TILE_COLS) * dp * esize,
+                tiles * (chunks * streamed + TILE_COLS) * dp * esize + chunks * z_bytes,
                 (2 + waves * chunks) * z_bytes)
     seconds = (fwd["seconds"] + bwd["seconds"]) / fraction
     return {"forward": fwd, "backward": bwd, "fraction": fraction, "seconds": seconds,

@@ -34,7 +34,7 @@ CudaProblem prepare_cuda(const char* op, const Tensor& embeddings, const Tensor&
                         temperature, ignore_index, denominator, self_positive);
   c.params.base = c.q.params;
   c.params.allow_tf32 = allow_tf32 ? 1 : 0;
-  c.params.tiles = PIXCON_CUDA_TILES_DEFAULT;
+  c.params.tuning = 0;
   c.params.stream = current_stream(embeddings.get_device_index());
   char message[256];
   if (pixcon_cuda_loss_params_check(&c.params, message, sizeof message) != PIXCON_OK) {

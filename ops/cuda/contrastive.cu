@@ -1,6 +1,7 @@
 /* Host side of the fused CUDA loss (pixcon_cuda.h): checks, the workspace layout, and the three
  * launches of each pass (pack, plan, fused forward or backward) on the caller's stream. The host
- * reads no device memory: grids are sized from N, D and B, the work list is built on the device.
+ * reads no device memory: grids are sized from N, D and B, the work list is built on the device,
+ * and the shared-memory layout (anchor rows resident or streamed) from D and the device's limit.
  * Cost: O(1) host work per call; the kernels' costs are in their files.
  */
 #include <stdio.h>
@@ -113,44 +114,67 @@ template <Path P> pixcon_status prepare(const FusedArgs &a, int tile_rows, cudaS
   return cuda_status("pixcon: plan_kernel launch", message, size);
 }
 
-/* Kernels whose shared memory exceeds the default limit opt in (every target GPU allows ~99 KiB). */
-template <class Kernel> pixcon_status allow_shared(Kernel kernel, size_t bytes, char *message, size_t size) {
-  if (bytes <= kDefaultSharedLimit) return PIXCON_OK;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-  return cuda_status("pixcon: cudaFuncSetAttribute(MaxDynamicSharedMemorySize)", message, size);
+/* How one pass is launched: the stream, whether anchor rows may stay resident, and where a
+ * failure is described. */
+struct Launch {
+  cudaStream_t stream;
+  bool stream_anchors;
+  char *message;
+  size_t size;
+};
+
+/* The shared memory a CTA of the current device may have, opted in (a host query, no wait). */
+pixcon_status shared_limit(const Launch &l, size_t *bytes) {
+  int device = 0, optin = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  *bytes = (size_t)optin;
+  return cuda_status("pixcon: querying the device's shared-memory limit", l.message, l.size);
 }
 
-template <Path P, class Sh>
-pixcon_status forward(const FusedArgs &a, cudaStream_t stream, char *message, size_t size) {
-  typedef Layout<Kind<P>, Sh> L;
-  pixcon_status st = prepare<P>(a, Sh::kRows, stream, message, size);
-  if (st == PIXCON_OK) st = allow_shared(fused_forward_kernel<P, Sh>, L::kBytes, message, size);
+/* The pass's layout (anchor rows resident when they fit) in a.resident, and the kernel opted in to
+ * its shared memory when that exceeds the default limit. */
+template <class K, class Sh, class Kernel>
+pixcon_status plan_shared(Kernel kernel, const Launch &l, FusedArgs &a, size_t *bytes) {
+  size_t limit = 0;
+  pixcon_status st = shared_limit(l, &limit);
   if (st != PIXCON_OK) return st;
-  PIXCON_LAUNCH(item_grid(a, Sh::kRows), Sh::kThreads, L::kBytes, stream, fused_forward_kernel<P, Sh>)(a);
-  return cuda_status("pixcon: fused_forward_kernel launch", message, size);
+  const Layout<K, Sh> resident(a.dp, true), streamed(a.dp, false);
+  a.resident = !l.stream_anchors && resident.bytes <= limit;
+  *bytes = a.resident ? resident.bytes : streamed.bytes;
+  if (*bytes <= kDefaultSharedLimit) return PIXCON_OK;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)*bytes);
+  return cuda_status("pixcon: cudaFuncSetAttribute(MaxDynamicSharedMemorySize)", l.message, l.size);
 }
 
-template <Path P, class Sh>
-pixcon_status backward(const FusedArgs &a, cudaStream_t stream, char *message, size_t size) {
-  typedef Layout<Kind<P>, Sh> L;
-  pixcon_status st = prepare<P>(a, Sh::kRows, stream, message, size);
-  if (st == PIXCON_OK) st = allow_shared(fused_backward_kernel<P, Sh>, L::kBytes, message, size);
+template <Path P, class Sh> pixcon_status forward(FusedArgs a, const Launch &l) {
+  size_t bytes = 0;
+  pixcon_status st = prepare<P>(a, Sh::kRows, l.stream, l.message, l.size);
+  if (st == PIXCON_OK) st = plan_shared<Kind<P>, Sh>(fused_forward_kernel<P, Sh>, l, a, &bytes);
+  if (st != PIXCON_OK) return st;
+  PIXCON_LAUNCH(item_grid(a, Sh::kRows), Sh::kThreads, bytes, l.stream, fused_forward_kernel<P, Sh>)(a);
+  return cuda_status("pixcon: fused_forward_kernel launch", l.message, l.size);
+}
+
+template <Path P, class Sh> pixcon_status backward(FusedArgs a, const Launch &l) {
+  size_t bytes = 0;
+  pixcon_status st = prepare<P>(a, Sh::kRows, l.stream, l.message, l.size);
+  if (st == PIXCON_OK) st = plan_shared<Kind<P>, Sh>(fused_backward_kernel<P, Sh>, l, a, &bytes);
   if (st != PIXCON_OK) return st;
   const dim3 grid(item_grid(a, Sh::kRows), (unsigned)((a.dp + Sh::kGradCols - 1) / Sh::kGradCols));
-  PIXCON_LAUNCH(grid, Sh::kThreads, L::kBytes, stream, fused_backward_kernel<P, Sh>)(a);
-  return cuda_status("pixcon: fused_backward_kernel launch", message, size);
+  PIXCON_LAUNCH(grid, Sh::kThreads, bytes, l.stream, fused_backward_kernel<P, Sh>)(a);
+  return cuda_status("pixcon: fused_backward_kernel launch", l.message, l.size);
 }
 
-/* Runs PASS<path, shape> for q's path and tile shape. */
+/* Runs PASS<path, shape> for q's path and tuning flags. */
 template <template <Path, class> class Pass>
 pixcon_status dispatch(const pixcon_cuda_loss_params *q, const FusedArgs &a, char *message, size_t size) {
-  const bool small = q->tiles == PIXCON_CUDA_TILES_SMALL;
-  cudaStream_t s = q->stream;
+  const bool small = (q->tuning & PIXCON_CUDA_SMALL_TILES) != 0;
+  const Launch l = {q->stream, (q->tuning & PIXCON_CUDA_STREAM_ANCHORS) != 0, message, size};
   switch (path_of(q)) {
 #define PIXCON_PATH_CASE(P)                                                                         \
   case P:                                                                                           \
-    return small ? Pass<P, Shapes<P>::Small>::run(a, s, message, size)                              \
-                 : Pass<P, Shapes<P>::Default>::run(a, s, message, size);
+    return small ? Pass<P, Shapes<P>::Small>::run(a, l) : Pass<P, Shapes<P>::Default>::run(a, l);
     PIXCON_PATH_CASE(Path::F16)
     PIXCON_PATH_CASE(Path::BF16)
     PIXCON_PATH_CASE(Path::TF32)
@@ -162,10 +186,10 @@ pixcon_status dispatch(const pixcon_cuda_loss_params *q, const FusedArgs &a, cha
 }
 
 template <Path P, class Sh> struct ForwardPass {
-  static pixcon_status run(const FusedArgs &a, cudaStream_t s, char *m, size_t n) { return forward<P, Sh>(a, s, m, n); }
+  static pixcon_status run(const FusedArgs &a, const Launch &l) { return forward<P, Sh>(a, l); }
 };
 template <Path P, class Sh> struct BackwardPass {
-  static pixcon_status run(const FusedArgs &a, cudaStream_t s, char *m, size_t n) { return backward<P, Sh>(a, s, m, n); }
+  static pixcon_status run(const FusedArgs &a, const Launch &l) { return backward<P, Sh>(a, l); }
 };
 
 /* Checks shared by both entry points; PIXCON_OK and *done when there is nothing to compute. */
@@ -205,8 +229,8 @@ pixcon_status pixcon_cuda_loss_params_check(const pixcon_cuda_loss_params *q, ch
   /* grid.x holds at most 2^31 - 1 items */
   if ((p->num_rows / 32 + p->num_bags) > 2147483647 - 1)
     return pixcon_invalid_argument(message, size, "too many rows and bags for one launch");
-  if (q->tiles != PIXCON_CUDA_TILES_DEFAULT && q->tiles != PIXCON_CUDA_TILES_SMALL)
-    return pixcon_invalid_argument(message, size, "tiles: unknown code %d", (int)q->tiles);
+  if (q->tuning & ~(PIXCON_CUDA_SMALL_TILES | PIXCON_CUDA_STREAM_ANCHORS))
+    return pixcon_invalid_argument(message, size, "tuning: unknown flags 0x%x", q->tuning);
   return PIXCON_OK;
 }
 

@@ -33,6 +33,7 @@ struct FusedArgs {
   void *zs;                /* [N, dp] packed copy in the path's Elem */
   uint8_t *flags;          /* [N] kAnchorFlag | kContrastFlag */
   int64_t *tile_start;     /* [B + 1] first work item of each bag; [B] = number of items */
+  int resident;            /* the CTA keeps its anchor rows in shared memory (Layout) */
   /* forward outputs; backward inputs and output (in the path's Acc, gradient in the input dtype) */
   void *loss, *stats;
   uint8_t *valid;

@@ -42,13 +42,15 @@ __device__ __forceinline__ Acc pair_weight(const FusedArgs &a, int64_t i, const 
 template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fused_backward_kernel(FusedArgs a) {
   typedef Kind<P> K;
   typedef typename K::Acc Acc;
-  typedef Layout<K, Sh> L;
+  typedef Layout<K, Sh> LT;
   PIXCON_DYNAMIC_SHARED(smem);
   Tile t;
   if (!find_tile<Sh::kRows>(a, &t)) return;
+  const LT L(a.dp, a.resident != 0);
   const int64_t d0 = (int64_t)blockIdx.y * Sh::kGradCols;
-  Acc *S = (Acc *)(smem + L::kS);
-  Side<Acc> *rows = (Side<Acc> *)(smem + L::kRowSides), *cols = (Side<Acc> *)(smem + L::kColSides);
+  Acc *S = (Acc *)(smem + L.s);
+  Side<Acc> *rows = (Side<Acc> *)(smem + L.row_sides), *cols = (Side<Acc> *)(smem + L.col_sides);
+  load_anchor_rows<K, Sh>(smem, L, a, t.row0, t.rows);
   for (int r = threadIdx.x; r < Sh::kRows; r += Sh::kThreads)
     rows[r] = r < t.rows ? load_side<Acc>(a, t.row0 + r) : empty_side<Acc>();
 
@@ -59,15 +61,15 @@ template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fuse
     const int n = t.bag1 - c0 < Sh::kCols ? (int)(t.bag1 - c0) : Sh::kCols;
     for (int c = threadIdx.x; c < Sh::kCols; c += Sh::kThreads)
       cols[c] = c < n ? load_side<Acc>(a, c0 + c) : empty_side<Acc>();
-    similarity_tile<K, Sh>(sim, smem, a, t.row0, t.rows, c0, n);
+    similarity_tile<K, Sh>(sim, smem, L, a, t.row0, t.rows, c0, n);
     __syncthreads();
     for (int e = threadIdx.x; e < Sh::kRows * Sh::kCols; e += Sh::kThreads) {
       const int r = e / Sh::kCols, c = e % Sh::kCols;
-      Acc *s = S + r * L::kSPitch + c;
+      Acc *s = S + r * LT::kSPitch + c;
       *s = r < t.rows && c < n ? pair_weight(a, t.row0 + r, rows[r], c0 + c, cols[c], *s) : (Acc)0;
     }
     __syncthreads();
-    weights_times_z<K, Sh>(grad, smem, a, c0, n, d0);
+    weights_times_z<K, Sh>(grad, smem, L, a, c0, n, d0);
   }
   grad.store((typename K::Grad *)S, a, t.row0, t.rows, d0, (typename K::Grad)a.scale);
 }

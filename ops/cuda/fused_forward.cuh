@@ -26,12 +26,14 @@ template <int LANES, class T> __device__ __forceinline__ T fold_sum(T x) {
 template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fused_forward_kernel(FusedArgs a) {
   typedef Kind<P> K;
   typedef typename K::Acc Acc;
-  typedef Layout<K, Sh> L;
+  typedef Layout<K, Sh> LT;
   PIXCON_DYNAMIC_SHARED(smem);
   Tile t;
   if (!find_tile<Sh::kRows>(a, &t)) return;
-  const Acc *S = (const Acc *)(smem + L::kS);
-  Side<Acc> *cols = (Side<Acc> *)(smem + L::kColSides);
+  const LT L(a.dp, a.resident != 0);
+  const Acc *S = (const Acc *)(smem + L.s);
+  Side<Acc> *cols = (Side<Acc> *)(smem + L.col_sides);
+  load_anchor_rows<K, Sh>(smem, L, a, t.row0, t.rows);
 
   const int r = threadIdx.x / Sh::kFoldLanes, part = threadIdx.x % Sh::kFoldLanes;
   const int64_t i = t.row0 + r;
@@ -47,12 +49,12 @@ template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fuse
   for (int64_t c0 = t.bag0; c0 < t.bag1; c0 += Sh::kCols) {
     const int n = t.bag1 - c0 < Sh::kCols ? (int)(t.bag1 - c0) : Sh::kCols;
     for (int c = threadIdx.x; c < n; c += Sh::kThreads) cols[c].key = load_key(a, c0 + c);
-    similarity_tile<K, Sh>(sim, smem, a, t.row0, t.rows, c0, n);
+    similarity_tile<K, Sh>(sim, smem, L, a, t.row0, t.rows, c0, n);
     __syncthreads();
     if (anchor) {
       for (int c = part; c < n; c += Sh::kFoldLanes) {
         const int64_t j = c0 + c;
-        const Acc s = S[r * L::kSPitch + c];
+        const Acc s = S[r * LT::kSPitch + c];
         const bool pos = is_positive(a, i, me, j, cols[c].key);
         if (pos) {
           pos_sum += s;
@@ -78,12 +80,12 @@ template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fuse
     for (int64_t c0 = t.bag0; c0 < t.bag1; c0 += Sh::kCols) {
       const int n = t.bag1 - c0 < Sh::kCols ? (int)(t.bag1 - c0) : Sh::kCols;
       for (int c = threadIdx.x; c < n; c += Sh::kThreads) cols[c].key = load_key(a, c0 + c);
-      similarity_tile<K, Sh>(sim, smem, a, t.row0, t.rows, c0, n);
+      similarity_tile<K, Sh>(sim, smem, L, a, t.row0, t.rows, c0, n);
       __syncthreads();
       if (needs_pass2) {
         for (int c = part; c < n; c += Sh::kFoldLanes) {
           if (!is_positive(a, i, me, c0 + c, cols[c].key)) continue;
-          const Acc x = stat - S[r * L::kSPitch + c];
+          const Acc x = stat - S[r * LT::kSPitch + c];
           softplus_sum += softplus(x);
           sigmoid_sum += sigmoid(x);
         }

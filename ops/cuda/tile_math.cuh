@@ -1,12 +1,15 @@
 /* The two products of the fused kernels, on one CTA's tiles in shared memory:
  *   similarity_tile: S = Z_I Z_J^T / temperature (kRows x kCols), streamed over D in kChunk-wide
- *     slices, double-buffered with cp.async, on tensor cores (WMMA) or by FMA;
+ *     slices, double-buffered with cp.async, on tensor cores (WMMA) or by FMA. The anchor rows Z_I
+ *     stay resident in shared memory for the CTA's whole sweep when they fit (load_anchor_rows),
+ *     which halves the bytes streamed per tile; otherwise they are streamed with each column tile;
  *   weights_times_z: dZ_I[:, d0 : d0 + kGradCols] += W Z_J, streamed over the tile's columns in
  *     kPiece-row pieces of Z_J, double-buffered the same way.
  * Rows past the bag's end are zero-filled in shared memory, never read from another bag (a NaN
  * there must not leak into this bag through 0 * NaN).
  * Cost per CTA and column tile: kRows kCols Dp multiply-adds for S, kRows kCols kGradCols for W Z;
- * (kRows + kCols) Dp elements and kCols kGradCols gradient-type values read from L2/HBM.
+ * kCols Dp elements (resident anchors; else (kRows + kCols) Dp) and kCols kGradCols for W Z read
+ * from L2/HBM.
  */
 #ifndef PIXCON_CUDA_TILE_MATH_CUH
 #define PIXCON_CUDA_TILE_MATH_CUH
@@ -24,12 +27,14 @@ namespace pixcon_cuda {
 template <bool C, class A, class B> struct Select { typedef A type; };
 template <class A, class B> struct Select<false, A, B> { typedef B type; };
 
-constexpr size_t round128(size_t x) { return (x + 127) / 128 * 128; }
-constexpr size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+__host__ __device__ constexpr size_t round128(size_t x) { return (x + 127) / 128 * 128; }
+__host__ __device__ constexpr size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
-/* Shared memory of one CTA, carved from the dynamic arena. Pitches pad each row by 16 bytes so
- * consecutive rows start in different banks while every 16-row block and every WMMA k-step stays
- * 32-byte aligned, as load_matrix_sync requires. */
+/* Shared memory of one CTA, carved from the dynamic arena: [resident anchor rows] [stream: the two
+ * stage buffers, later the two W Z pieces] [S, then W] [row sides] [column sides]. Pitches pad each
+ * row by 16 bytes so consecutive rows start in different banks while every 16-row block and every
+ * WMMA k-step stays 32-byte aligned, as load_matrix_sync requires. The sizes depend on Dp only
+ * through the resident rows, so the host and every CTA compute the same layout from (dp, resident). */
 template <class K, class Sh> struct Layout {
   typedef typename K::Elem Elem;
   typedef typename K::Acc Acc;
@@ -37,41 +42,64 @@ template <class K, class Sh> struct Layout {
   static constexpr int kPitch = Sh::kChunk + (int)(16 / sizeof(Elem));      /* stage rows, in Elem */
   static constexpr int kSPitch = Sh::kCols + (int)(16 / sizeof(Acc));       /* S and W rows, in Acc */
   static constexpr int kPiecePitch = Sh::kGradCols + (int)(16 / sizeof(Grad)); /* piece rows, in Grad */
-  static constexpr size_t kStageElems = (size_t)(Sh::kRows + Sh::kCols) * kPitch; /* one buffer: I then J */
   static constexpr size_t kPieceElems = (size_t)Sh::kPiece * kPiecePitch;
-  static constexpr size_t kStream = 0; /* the two stage buffers, or later the two piece buffers */
-  static constexpr size_t kS = round128(max_size(2 * kStageElems * sizeof(Elem), 2 * kPieceElems * sizeof(Grad)));
-  static constexpr size_t kRowSides = kS + round128((size_t)Sh::kRows * kSPitch * sizeof(Acc));
-  static constexpr size_t kColSides = kRowSides + round128((size_t)Sh::kRows * sizeof(Side<Acc>));
-  static constexpr size_t kBytes = kColSides + round128((size_t)Sh::kCols * sizeof(Side<Acc>));
+  int anchor_pitch;   /* resident anchor rows' pitch in Elem; 0 when they are streamed */
+  size_t stage_elems; /* one stage buffer: the J slice, after the I slice when I is streamed */
+  size_t stream, s, row_sides, col_sides, bytes;
+
+  __host__ __device__ Layout(int64_t dp, bool resident) {
+    anchor_pitch = resident ? (int)dp + (int)(16 / sizeof(Elem)) : 0;
+    stage_elems = (size_t)(resident ? Sh::kCols : Sh::kRows + Sh::kCols) * kPitch;
+    stream = round128((size_t)Sh::kRows * anchor_pitch * sizeof(Elem));
+    s = stream + round128(max_size(2 * stage_elems * sizeof(Elem), 2 * kPieceElems * sizeof(Grad)));
+    row_sides = s + round128((size_t)Sh::kRows * kSPitch * sizeof(Acc));
+    col_sides = row_sides + round128((size_t)Sh::kRows * sizeof(Side<Acc>));
+    bytes = col_sides + round128((size_t)Sh::kCols * sizeof(Side<Acc>));
+  }
 };
 
 /* ---- staging: global -> shared, 16 bytes per cp.async ---- */
 
-/* dst[r][0 .. kChunk) = zs[row0 + r][k0 .. k0 + kChunk) for r < valid, zeros for valid <= r < rows. */
+/* dst[r][0 .. width) = zs[row0 + r][k0 .. k0 + width) for r < valid, zeros for valid <= r < rows;
+ * dst rows `pitch` elements apart. */
 template <class K, class Sh>
-__device__ __forceinline__ void stage_rows(typename K::Elem *dst, const typename K::Elem *zs, int64_t dp, int64_t row0,
-                                           int valid, int rows, int64_t k0) {
-  typedef Layout<K, Sh> L;
+__device__ __forceinline__ void stage_rows(typename K::Elem *dst, int pitch, const typename K::Elem *zs, int64_t dp,
+                                           int64_t row0, int valid, int rows, int64_t k0, int64_t width) {
   constexpr int kVec = (int)(16 / sizeof(typename K::Elem));
-  constexpr int kUnits = Sh::kChunk / kVec;
-  for (int u = threadIdx.x; u < rows * kUnits; u += Sh::kThreads) {
-    const int r = u / kUnits, c = (u % kUnits) * kVec;
+  const int64_t units = width / kVec;
+  for (int64_t u = threadIdx.x; u < rows * units; u += Sh::kThreads) {
+    const int r = (int)(u / units);
+    const int64_t c = (u % units) * kVec;
     const bool live = r < valid;
     /* a zero-filled unit reads nothing; any valid global address will do */
     const typename K::Elem *src = live ? zs + (row0 + r) * dp + k0 + c : zs;
-    __pipeline_memcpy_async(dst + r * L::kPitch + c, src, 16, live ? 0 : 16);
+    __pipeline_memcpy_async(dst + (int64_t)r * pitch + c, src, 16, live ? 0 : 16);
   }
 }
 
-/* Slice k0 of the I rows and the J rows into one stage buffer. */
+/* The CTA's anchor rows, all of Dp, into the resident region (when the layout has one); waited for. */
 template <class K, class Sh>
-__device__ __forceinline__ void stage_slice(typename K::Elem *buf, const FusedArgs &a, int64_t row0, int rows,
-                                            int64_t col0, int cols, int64_t k0) {
-  typedef Layout<K, Sh> L;
+__device__ __forceinline__ void load_anchor_rows(unsigned char *smem, const Layout<K, Sh> &L, const FusedArgs &a,
+                                                 int64_t row0, int rows) {
+  if (!L.anchor_pitch) return;
+  stage_rows<K, Sh>((typename K::Elem *)smem, L.anchor_pitch, (const typename K::Elem *)a.zs, a.dp, row0, rows,
+                    Sh::kRows, 0, a.dp);
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+  __syncthreads();
+}
+
+/* Slice k0 of the J rows (after the I rows' slice, when those are streamed) into one stage buffer. */
+template <class K, class Sh>
+__device__ __forceinline__ void stage_slice(typename K::Elem *buf, const Layout<K, Sh> &L, const FusedArgs &a,
+                                            int64_t row0, int rows, int64_t col0, int cols, int64_t k0) {
+  typedef Layout<K, Sh> LT;
   const typename K::Elem *zs = (const typename K::Elem *)a.zs;
-  stage_rows<K, Sh>(buf, zs, a.dp, row0, rows, Sh::kRows, k0);
-  stage_rows<K, Sh>(buf + (size_t)Sh::kRows * L::kPitch, zs, a.dp, col0, cols, Sh::kCols, k0);
+  if (!L.anchor_pitch) {
+    stage_rows<K, Sh>(buf, LT::kPitch, zs, a.dp, row0, rows, Sh::kRows, k0, Sh::kChunk);
+    buf += (size_t)Sh::kRows * LT::kPitch;
+  }
+  stage_rows<K, Sh>(buf, LT::kPitch, zs, a.dp, col0, cols, Sh::kCols, k0, Sh::kChunk);
 }
 
 /* piece[k][0 .. kGradCols) = Z[j0 + k][d0 ...] in the gradient type, zero past the bag (k >= valid)
@@ -120,14 +148,14 @@ template <class K, class Sh> struct SimTensor {
     for (int f = 0; f < Sh::kSimFrags; ++f) nvcuda::wmma::fill_fragment(acc[f], 0.0f);
   }
 
-  /* one slice: I rows at buf, J rows after them; both row-major with pitch kPitch */
-  __device__ __forceinline__ void mma(const typename K::Elem *buf) {
+  /* one slice: I rows (row-major, pitch ldi) and J rows (row-major, pitch kPitch) */
+  __device__ __forceinline__ void mma(const typename K::Elem *slice_i, int ldi, const typename K::Elem *slice_j) {
     using namespace nvcuda;
-    const typename K::WmmaPtr *zi = (const typename K::WmmaPtr *)buf + band() * 16 * L::kPitch;
-    const typename K::WmmaPtr *zj = (const typename K::WmmaPtr *)buf + (size_t)Sh::kRows * L::kPitch;
+    const typename K::WmmaPtr *zi = (const typename K::WmmaPtr *)slice_i + band() * 16 * ldi;
+    const typename K::WmmaPtr *zj = (const typename K::WmmaPtr *)slice_j;
     for (int k = 0; k < Sh::kChunk; k += K::kMmaK) {
       wmma::fragment<wmma::matrix_a, 16, 16, K::kMmaK, typename K::Wmma, wmma::row_major> fa;
-      wmma::load_matrix_sync(fa, zi + k, L::kPitch);
+      wmma::load_matrix_sync(fa, zi + k, ldi);
       for (int f = 0; f < Sh::kSimFrags; ++f) {
         /* B = Z_J^T: element (k, c) of B is Z_J[c][k], column-major in the stage */
         wmma::fragment<wmma::matrix_b, 16, 16, K::kMmaK, typename K::Wmma, wmma::col_major> fb;
@@ -161,12 +189,12 @@ template <class K, class Sh> struct SimFma {
       for (int q = 0; q < Sh::kSimCols; ++q) acc[r][q] = 0;
   }
 
-  __device__ __forceinline__ void mma(const typename K::Elem *buf) {
-    const typename K::Elem *zi = buf + row() * L::kPitch;
-    const typename K::Elem *zj = buf + (size_t)(Sh::kRows + lane()) * L::kPitch;
+  __device__ __forceinline__ void mma(const typename K::Elem *slice_i, int ldi, const typename K::Elem *slice_j) {
+    const typename K::Elem *zi = slice_i + row() * ldi;
+    const typename K::Elem *zj = slice_j + lane() * L::kPitch;
     for (int k = 0; k < Sh::kChunk; ++k) {
       Acc x[4], y[Sh::kSimCols];
-      for (int r = 0; r < 4; ++r) x[r] = zi[r * L::kPitch + k];
+      for (int r = 0; r < 4; ++r) x[r] = zi[r * ldi + k];
       for (int q = 0; q < Sh::kSimCols; ++q) y[q] = zj[q * Sh::kLanes * L::kPitch + k];
       for (int r = 0; r < 4; ++r)
         for (int q = 0; q < Sh::kSimCols; ++q) acc[r][q] += x[r] * y[q];
@@ -187,29 +215,32 @@ template <class K, class Sh> struct SimMath {
  * by 1 / temperature. Ends with S written by each thread; the caller synchronises before reading. */
 template <class K, class Sh>
 __device__ __forceinline__ void similarity_tile(typename SimMath<K, Sh>::type &sim, unsigned char *smem,
-                                                const FusedArgs &a, int64_t row0, int rows, int64_t col0, int cols) {
-  typedef Layout<K, Sh> L;
+                                                const Layout<K, Sh> &L, const FusedArgs &a, int64_t row0, int rows,
+                                                int64_t col0, int cols) {
+  typedef Layout<K, Sh> LT;
   typedef typename K::Elem Elem;
-  Elem *stage = (Elem *)(smem + L::kStream);
-  typename K::Acc *S = (typename K::Acc *)(smem + L::kS);
+  Elem *stage = (Elem *)(smem + L.stream);
+  const Elem *anchors = (const Elem *)smem;
   const int64_t slices = a.dp / Sh::kChunk;
   sim.clear();
-  stage_slice<K, Sh>(stage, a, row0, rows, col0, cols, 0);
+  stage_slice<K, Sh>(stage, L, a, row0, rows, col0, cols, 0);
   __pipeline_commit();
   for (int64_t s = 0; s < slices; ++s) {
     /* the buffer refilled here was last read before the previous iteration's closing barrier */
     if (s + 1 < slices) {
-      stage_slice<K, Sh>(stage + ((s + 1) & 1) * L::kStageElems, a, row0, rows, col0, cols, (s + 1) * Sh::kChunk);
+      stage_slice<K, Sh>(stage + ((s + 1) & 1) * L.stage_elems, L, a, row0, rows, col0, cols, (s + 1) * Sh::kChunk);
       __pipeline_commit();
       __pipeline_wait_prior(1);
     } else {
       __pipeline_wait_prior(0);
     }
     __syncthreads();
-    sim.mma(stage + (s & 1) * L::kStageElems);
+    const Elem *buf = stage + (s & 1) * L.stage_elems;
+    if (L.anchor_pitch) sim.mma(anchors + s * Sh::kChunk, L.anchor_pitch, buf);
+    else sim.mma(buf, LT::kPitch, buf + (size_t)Sh::kRows * LT::kPitch);
     __syncthreads();
   }
-  sim.store(S, (typename K::Acc)a.scale);
+  sim.store((typename K::Acc *)(smem + L.s), (typename K::Acc)a.scale);
 }
 
 /* ---- W Z on TF32 tensor cores: warp w owns a 16-row band and kGradFrags 16-column blocks ---- */
@@ -304,11 +335,12 @@ template <class K, class Sh> struct GradMath {
 /* grad += W (in the S buffer) times Z_J[:, d0 : d0 + kGradCols], over the tile's `cols` columns. */
 template <class K, class Sh>
 __device__ __forceinline__ void weights_times_z(typename GradMath<K, Sh>::type &grad, unsigned char *smem,
-                                                const FusedArgs &a, int64_t col0, int cols, int64_t d0) {
-  typedef Layout<K, Sh> L;
+                                                const Layout<K, Sh> &L, const FusedArgs &a, int64_t col0, int cols,
+                                                int64_t d0) {
+  typedef Layout<K, Sh> LT;
   typedef typename K::Grad Grad;
-  Grad *pieces = (Grad *)(smem + L::kStream);
-  const Grad *W = (const Grad *)(smem + L::kS);
+  Grad *pieces = (Grad *)(smem + L.stream);
+  const Grad *W = (const Grad *)(smem + L.s);
   const int width = a.dp - d0 < Sh::kGradCols ? (int)(a.dp - d0) : Sh::kGradCols;
   const int count = (cols + Sh::kPiece - 1) / Sh::kPiece;
   stage_piece<K, Sh>(pieces, a, col0, cols, d0);
@@ -316,7 +348,7 @@ __device__ __forceinline__ void weights_times_z(typename GradMath<K, Sh>::type &
   for (int p = 0; p < count; ++p) {
     const int k0 = p * Sh::kPiece;
     if (p + 1 < count) {
-      stage_piece<K, Sh>(pieces + ((p + 1) & 1) * L::kPieceElems, a, col0 + k0 + Sh::kPiece,
+      stage_piece<K, Sh>(pieces + ((p + 1) & 1) * LT::kPieceElems, a, col0 + k0 + Sh::kPiece,
                          cols - k0 - Sh::kPiece, d0);
       __pipeline_commit();
       __pipeline_wait_prior(1);
@@ -324,7 +356,7 @@ __device__ __forceinline__ void weights_times_z(typename GradMath<K, Sh>::type &
       __pipeline_wait_prior(0);
     }
     __syncthreads();
-    grad.mma(W, k0, pieces + (p & 1) * L::kPieceElems, width);
+    grad.mma(W, k0, pieces + (p & 1) * LT::kPieceElems, width);
     __syncthreads();
   }
 }

@@ -707,6 +707,18 @@ const char *cudaGetErrorName(cudaError_t error) {
   return "cudaErrorUnknown";
 }
 
+cudaError_t cudaGetDevice(int *device) {
+  if (!device) return last_error = cudaErrorInvalidValue;
+  *device = 0;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device) {
+  if (!value || device != 0 || attr != cudaDevAttrMaxSharedMemoryPerBlockOptin) return last_error = cudaErrorInvalidValue;
+  *value = (int)kOptInSharedLimit;
+  return cudaSuccess;
+}
+
 cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int value) {
   if (!func || attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
       (size_t)value + static_shared_bytes() > kOptInSharedLimit)

@@ -75,7 +75,7 @@ struct Problem {
   bool tf32;          /* float32 with allow_tf32 */
   int options;        /* Option bits */
   bool transposed;    /* embeddings stored [D, N] (row_stride 1, col_stride N) */
-  pixcon_cuda_tiles tiles;
+  unsigned tuning;    /* PIXCON_CUDA_* flags */
   std::vector<unsigned char> z; /* [N, D] in dtype (TF32 problems: already TF32 values) */
   std::vector<int64_t> labels, images, offsets;
   std::vector<uint8_t> anchor, contrast;
@@ -99,7 +99,7 @@ std::vector<int64_t> make_offsets(int64_t n, int64_t bags) {
 }
 
 Problem make_problem(int64_t n, int64_t d, int64_t bags, int classes, pixcon_dtype dtype, bool tf32, int options,
-                     bool transposed, pixcon_cuda_tiles tiles) {
+                     bool transposed, unsigned tuning) {
   Problem q;
   q.n = n;
   q.d = d;
@@ -108,7 +108,7 @@ Problem make_problem(int64_t n, int64_t d, int64_t bags, int classes, pixcon_dty
   q.tf32 = tf32;
   q.options = options;
   q.transposed = transposed;
-  q.tiles = tiles;
+  q.tuning = tuning;
   q.z.resize((size_t)(n * d) * esize(dtype));
   const int64_t label_values[] = {0, 7, 1000, (int64_t)1 << 40, 3};
   for (int64_t k = 0; k < n * d; ++k) {
@@ -263,7 +263,7 @@ struct DeviceProblem {
     memset(&params, 0, sizeof params);
     fill_params(q, &params.base, dz, dlabels, dimages, danchor, dcontrast, doffsets);
     params.allow_tf32 = q.tf32;
-    params.tiles = q.tiles;
+    params.tuning = q.tuning;
     params.stream = stream;
   }
   ~DeviceProblem() {
@@ -316,9 +316,10 @@ bool run_cuda(const std::string &ctx, DeviceProblem &dp, const Problem &q, const
 
 std::string describe(const Problem &q) {
   char buf[200];
-  snprintf(buf, sizeof buf, "[n=%lld d=%lld bags=%lld options=%d dtype=%d%s transposed=%d tiles=%s]", (long long)q.n,
-           (long long)q.d, (long long)q.bags, q.options, (int)q.dtype, q.tf32 ? "(tf32)" : "", (int)q.transposed,
-           q.tiles == PIXCON_CUDA_TILES_SMALL ? "small" : "default");
+  snprintf(buf, sizeof buf, "[n=%lld d=%lld bags=%lld options=%d dtype=%d%s transposed=%d tiles=%s anchors=%s]",
+           (long long)q.n, (long long)q.d, (long long)q.bags, q.options, (int)q.dtype, q.tf32 ? "(tf32)" : "",
+           (int)q.transposed, q.tuning & PIXCON_CUDA_SMALL_TILES ? "small" : "default",
+           q.tuning & PIXCON_CUDA_STREAM_ANCHORS ? "streamed" : "resident-if-they-fit");
   return buf;
 }
 
@@ -363,15 +364,14 @@ const bool kTf32[] = {false, false, true, false, false};
 int run_matrix(cudaStream_t stream, bool quick, bool few, bool fail_fast) {
   struct Shape {
     int64_t n, d, bags;
-    pixcon_cuda_tiles tiles;
+    unsigned tiles;
     int stride; /* run every stride-th (options, dtype) pair; quick runs every 4 stride-th */
   };
+  const unsigned small = PIXCON_CUDA_SMALL_TILES;
   const Shape shapes[] = {
-      {1, 3, 1, PIXCON_CUDA_TILES_SMALL, 1},       {7, 1, 1, PIXCON_CUDA_TILES_SMALL, 1},
-      {40, 3, 2, PIXCON_CUDA_TILES_SMALL, 1},      {97, 16, 2, PIXCON_CUDA_TILES_SMALL, 2},
-      {150, 5, 37, PIXCON_CUDA_TILES_SMALL, 2},    {70, 64, 37, PIXCON_CUDA_TILES_SMALL, 5},
-      {66, 300, 1, PIXCON_CUDA_TILES_SMALL, 9},    {100, 256, 2, PIXCON_CUDA_TILES_DEFAULT, 11},
-      {140, 300, 37, PIXCON_CUDA_TILES_DEFAULT, 13}, {150, 17, 1, PIXCON_CUDA_TILES_DEFAULT, 7},
+      {1, 3, 1, small, 1},    {7, 1, 1, small, 1},     {40, 3, 2, small, 1},    {97, 16, 2, small, 2},
+      {150, 5, 37, small, 2}, {70, 64, 37, small, 5},  {66, 300, 1, small, 9},  {100, 256, 2, 0u, 11},
+      {140, 300, 37, 0u, 13}, {150, 17, 1, 0u, 7},
   };
   int cases = 0, pair_index = 0;
   for (const Shape &s : shapes)
@@ -380,8 +380,10 @@ int run_matrix(cudaStream_t stream, bool quick, bool few, bool fail_fast) {
         const int stride = few ? 16 * s.stride : quick ? 4 * s.stride : s.stride;
         if (pair_index % stride != 0) continue;
         const bool transposed = (options + t) % 5 == 0;
+        /* every other case streams the anchor rows, so both layouts meet every shape and path */
+        const unsigned tuning = s.tiles | (cases % 2 ? PIXCON_CUDA_STREAM_ANCHORS : 0u);
         Problem q = make_problem(s.n, s.d, s.bags, 1 + (int)below(5), kDtypes[t], kTf32[t], options, transposed,
-                                 s.tiles);
+                                 tuning);
         run_case(stream, q);
         ++cases;
         if (fail_fast && failures) {
@@ -389,7 +391,7 @@ int run_matrix(cudaStream_t stream, bool quick, bool few, bool fail_fast) {
           return cases;
         }
       }
-  Problem empty = make_problem(0, 4, 2, 2, PIXCON_FLOAT32, false, 0, false, PIXCON_CUDA_TILES_SMALL);
+  Problem empty = make_problem(0, 4, 2, 2, PIXCON_FLOAT32, false, 0, false, PIXCON_CUDA_SMALL_TILES);
   run_case(stream, empty);
   return cases + 1;
 }
@@ -423,7 +425,7 @@ void check_no_host_sync_and_launches_independent_of_bags(cudaStream_t stream) {
   long long launches[2];
   const int64_t bag_counts[2] = {1, 64};
   for (int k = 0; k < 2; ++k) {
-    Problem q = make_problem(200, 8, bag_counts[k], 3, PIXCON_FLOAT32, false, PAIR, false, PIXCON_CUDA_TILES_SMALL);
+    Problem q = make_problem(200, 8, bag_counts[k], 3, PIXCON_FLOAT32, false, PAIR, false, PIXCON_CUDA_SMALL_TILES);
     DeviceProblem dp(q, q.z, stream);
     size_t ws = pixcon_cuda_forward_workspace_size(&dp.params);
     void *w = dp.alloc(ws), *loss = dp.alloc(800), *stats = dp.alloc(2400), *gl = dp.alloc(800), *grad = dp.alloc(6400);
@@ -446,10 +448,11 @@ void check_no_host_sync_and_launches_independent_of_bags(cudaStream_t stream) {
   if (launches[0] != launches[1]) fail("counters", "launches depend on the number of bags");
 }
 
-/* A bad label or bad offsets: a device-side assertion, reported at the next synchronisation. */
+/* A bad label or bad offsets: a device-side assertion, reported at the next synchronisation; the
+ * sticky error then reaches every later call as PIXCON_ERROR_CUDA with CUDA's message. */
 void check_device_assertions(cudaStream_t stream) {
   for (int which = 0; which < 2; ++which) {
-    Problem q = make_problem(50, 4, 3, 3, PIXCON_FLOAT32, false, 0, false, PIXCON_CUDA_TILES_SMALL);
+    Problem q = make_problem(50, 4, 3, 3, PIXCON_FLOAT32, false, 0, false, PIXCON_CUDA_SMALL_TILES);
     if (which == 0) q.labels[17] = -3;
     else q.offsets[1] = q.offsets[2] + 5;
     const std::string ctx = which == 0 ? "negative label" : "decreasing offsets";
@@ -464,13 +467,18 @@ void check_device_assertions(cudaStream_t stream) {
     if (st != PIXCON_OK && (st != PIXCON_ERROR_CUDA || !strstr(message, "device-side assert")))
       fail(ctx, "the call failed for another reason than the assertion");
     if (cudaStreamSynchronize(stream) != cudaErrorAssert) fail(ctx, "no device-side assertion at the synchronisation");
+    /* a CUDA error reaches the caller as a status with the runtime's own words, never swallowed */
+    message[0] = '\0';
+    st = pixcon_cuda_contrastive_forward(&dp.params, loss, valid, stats, w, ws, message, sizeof message);
+    if (st != PIXCON_ERROR_CUDA || !strstr(message, cudaGetErrorString(cudaErrorAssert)))
+      fail(ctx, "a later call on the failed context did not report the CUDA error with its string");
     pixcon_emu::reset_device();
   }
 }
 
 /* Each row's gradient is summed in a fixed order by one CTA: the block order cannot change a bit. */
 void check_backward_bitwise_independent_of_block_order(cudaStream_t stream) {
-  Problem q = make_problem(120, 40, 3, 4, PIXCON_FLOAT32, false, PAIR | IMAGE_IDS, false, PIXCON_CUDA_TILES_SMALL);
+  Problem q = make_problem(120, 40, 3, 4, PIXCON_FLOAT32, false, PAIR | IMAGE_IDS, false, PIXCON_CUDA_SMALL_TILES);
   std::vector<double> g(q.n + 1);
   for (int64_t r = 0; r < q.n; ++r) g[r] = uniform() * 2 - 1;
   Result first, second;

@@ -48,22 +48,21 @@ extern "C" {
 
 struct CUstream_st; /* cudaStream_t is struct CUstream_st * */
 
-/* Tile shapes of the fused kernels. DEFAULT is the production shape (64 anchor rows x 64
- * columns per tile); SMALL (32 x 32) makes small problems span several, partial tiles, for tests. */
-typedef enum pixcon_cuda_tiles {
-  PIXCON_CUDA_TILES_DEFAULT = 0,
-  PIXCON_CUDA_TILES_SMALL = 1
-} pixcon_cuda_tiles;
+/* Tuning flags of the fused kernels, for tests; 0 is the production choice: 64 anchor rows x 64
+ * columns per tile, the anchor rows kept in shared memory for the CTA's whole sweep when they fit
+ * on the device (else streamed with every column tile). */
+#define PIXCON_CUDA_SMALL_TILES 1u     /* 32 x 32 tiles: small problems span several, partial tiles */
+#define PIXCON_CUDA_STREAM_ANCHORS 2u  /* stream the anchor rows even when they would fit */
 
 typedef struct pixcon_cuda_loss_params {
   pixcon_loss_params base;  /* all device pointers */
   int allow_tf32;           /* nonzero: float32 similarities and gradients may use TF32 tensor cores */
-  pixcon_cuda_tiles tiles;
+  unsigned tuning;          /* PIXCON_CUDA_* flags above; 0 in production */
   struct CUstream_st *stream; /* every kernel is issued on this stream */
 } pixcon_cuda_loss_params;
 
-/* Host-side checks: sizes, strides, dtype, temperature, denominator, non-NULL pointers, the tile
- * shape. Reads no device memory. Message as in pixcon_loss_params_check. */
+/* Host-side checks: sizes, strides, dtype, temperature, denominator, non-NULL pointers, the tuning
+ * flags. Reads no device memory. Message as in pixcon_loss_params_check. */
 pixcon_status pixcon_cuda_loss_params_check(const pixcon_cuda_loss_params *q, char *message,
                                             size_t message_size);
 
@@ -72,7 +71,8 @@ size_t pixcon_cuda_forward_workspace_size(const pixcon_cuda_loss_params *q);
 size_t pixcon_cuda_backward_workspace_size(const pixcon_cuda_loss_params *q);
 
 /* Forward. loss [N], stats [N * PIXCON_NUM_STATS] in the accumulation type (float64 for float64
- * input, else float32); valid [N]. All device pointers. Asynchronous on q->stream. */
+ * input, else float32); valid [N]. All device pointers. Asynchronous on q->stream; the host asks
+ * the runtime only for the current device and its shared-memory limit (no synchronisation). */
 pixcon_status pixcon_cuda_contrastive_forward(const pixcon_cuda_loss_params *q, void *loss,
                                               uint8_t *valid, void *stats, void *workspace,
                                               size_t workspace_size, char *message,

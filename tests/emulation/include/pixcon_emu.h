@@ -82,6 +82,7 @@ typedef enum cudaMemcpyKind {
 } cudaMemcpyKind;
 
 typedef enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribute;
+typedef enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 } cudaDeviceAttr;
 
 struct CUstream_st;
 typedef struct CUstream_st *cudaStream_t;
@@ -106,6 +107,9 @@ const char *cudaGetErrorName(cudaError_t error);
 /* Only cudaFuncAttributeMaxDynamicSharedMemorySize: the kernel's dynamic shared memory may then reach
  * value bytes, at most 101376 (sm_86/sm_89's opt-in limit) minus the static shared memory. */
 cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int value);
+/* One device, 0. Only cudaDevAttrMaxSharedMemoryPerBlockOptin: 101376, as above. */
+cudaError_t cudaGetDevice(int *device);
+cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device);
 void __syncthreads(void);
 int __syncthreads_or(int predicate);
 int __syncthreads_and(int predicate);
