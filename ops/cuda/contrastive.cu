@@ -223,7 +223,10 @@ pixcon_status pixcon_cuda_loss_params_check(const pixcon_cuda_loss_params *q, ch
   const pixcon_loss_params *p = &q->base;
   pixcon_status st = pixcon_loss_params_check_scalars(p, message, size);
   if (st != PIXCON_OK) return st;
-  if (p->dim > ((int64_t)1 << 31) - kDimAlign) return pixcon_invalid_argument(message, size, "embeddings: D must be < 2^31");
+  /* the backward's grid.y counts gradient chunks of at least 128 columns: at most 65535 */
+  if (p->dim > (int64_t)65535 * 128)
+    return pixcon_invalid_argument(message, size, "embeddings: D must be at most %lld, got %lld",
+                                   (long long)65535 * 128, (long long)p->dim);
   if (p->num_rows > 0 && (p->row_stride < 0 || p->col_stride < 0))
     return pixcon_invalid_argument(message, size, "embeddings: negative strides are not supported");
   /* grid.x holds at most 2^31 - 1 items */

@@ -396,22 +396,56 @@ int run_matrix(cudaStream_t stream, bool quick, bool few, bool fail_fast) {
   return cases + 1;
 }
 
+/* Kernel launches so far (under the emulation; on a GPU the refusals are checked by status alone). */
+#if defined(PIXCON_EMULATED_LAUNCH)
+long long launches_so_far() { return pixcon_emu::launch_count(); }
+#else
+long long launches_so_far() { return 0; }
+#endif
+
+/* Parameters of one bag of n rows of dimension d whose pointers are never read (host-only checks). */
+pixcon_cuda_loss_params unread_params(int64_t n, int64_t d, pixcon_dtype t) {
+  static const int64_t offsets[2] = {0, 0};
+  pixcon_cuda_loss_params q;
+  memset(&q, 0, sizeof q);
+  q.base.num_rows = n;
+  q.base.dim = d;
+  q.base.embeddings = q.base.labels = offsets; /* any non-NULL */
+  q.base.dtype = t;
+  q.base.row_stride = d;
+  q.base.col_stride = 1;
+  q.base.num_bags = 1;
+  q.base.bag_offsets = offsets;
+  q.base.temperature = 0.07;
+  q.base.ignore_index = 255;
+  return q;
+}
+
+/* Bad host-side arguments are refused before any launch, with a message naming the argument. */
+void check_host_side_refusals() {
+  char message[256];
+  pixcon_cuda_loss_params q = unread_params(10, (int64_t)65535 * 128 + 1, PIXCON_FLOAT32);
+  if (pixcon_cuda_loss_params_check(&q, message, sizeof message) != PIXCON_ERROR_INVALID_ARGUMENT ||
+      !strstr(message, "D must be"))
+    fail("host checks", "a D beyond the backward's grid was not refused");
+  q = unread_params(10, 8, PIXCON_FLOAT32);
+  q.tuning = 4;
+  if (pixcon_cuda_loss_params_check(&q, message, sizeof message) != PIXCON_ERROR_INVALID_ARGUMENT ||
+      !strstr(message, "tuning"))
+    fail("host checks", "unknown tuning flags were not refused");
+  q.tuning = 0;
+  long long before = launches_so_far();
+  if (pixcon_cuda_contrastive_forward(&q, message, (uint8_t *)message, message, nullptr, 0, message,
+                                      sizeof message) != PIXCON_ERROR_INVALID_ARGUMENT ||
+      !strstr(message, "workspace"))
+    fail("host checks", "a missing workspace was not refused");
+  if (launches_so_far() != before) fail("host checks", "a refused call launched a kernel");
+}
+
 /* The workspace is O(N D + N + B): at N = 262 144, D = 256 it stays below 512 MiB. */
 void check_workspace_bound() {
   for (pixcon_dtype t : {PIXCON_FLOAT32, PIXCON_FLOAT16, PIXCON_BFLOAT16}) {
-    pixcon_cuda_loss_params q;
-    memset(&q, 0, sizeof q);
-    static const int64_t offsets[2] = {0, 262144};
-    q.base.num_rows = 262144;
-    q.base.dim = 256;
-    q.base.embeddings = q.base.labels = (const int64_t *)offsets; /* any non-NULL; not read */
-    q.base.dtype = t;
-    q.base.row_stride = 256;
-    q.base.col_stride = 1;
-    q.base.num_bags = 1;
-    q.base.bag_offsets = offsets;
-    q.base.temperature = 0.07;
-    q.base.ignore_index = 255;
+    pixcon_cuda_loss_params q = unread_params(262144, 256, t);
     size_t f = pixcon_cuda_forward_workspace_size(&q), b = pixcon_cuda_backward_workspace_size(&q);
     printf("workspace at N = 262144, D = 256, dtype %d: forward %.1f MiB, backward %.1f MiB\n", (int)t,
            f / 1048576.0, b / 1048576.0);
@@ -511,6 +545,7 @@ int main(int argc, char **argv) {
   int cases = run_matrix(stream, quick, few, fail_fast);
   if (!(fail_fast && failures)) {
     check_workspace_bound();
+    check_host_side_refusals();
 #if defined(PIXCON_EMULATED_LAUNCH)
     check_no_host_sync_and_launches_independent_of_bags(stream);
     check_device_assertions(stream);
