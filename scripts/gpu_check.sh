@@ -13,7 +13,8 @@
 # Without a GPU (no nvidia-smi, or torch.cuda.is_available() False, or --no-gpu) it runs the
 # checks that need none (shell syntax, the Python helpers, nvcc compiling ops/cuda for sm_90)
 # and writes a report that says so. Wheels in .whl/ (pytorch-metric-learning for the SupConLoss
-# baseline) are installed first when the checkout has them.
+# baseline; scikit-build-core >= 1.1 where the machine has an older one) are installed first
+# when the checkout has them.
 # Environment: PIXCON_PYTHON (default python3), PIXCON_GPU_CHECK_BUDGET_S (default 480),
 # PIXCON_GPU_CHECK_KEEP=1 keeps the work directory (builds, logs).
 # Exit status: 1 when a step failed, 0 otherwise (so also 0 without a GPU when the checks that

@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet "torch>=2.10" numpy "scikit-build-core>=0.10" ninja \
+.venv/bin/python -m pip install --quiet "torch>=2.10" numpy "scikit-build-core>=1.1" ninja \
   pytest "pytorch-metric-learning>=2.5" expecttest tqdm matplotlib scipy nvidia-cuda-cuobjdump \
   "segmentation-models-pytorch==0.6.0" "scikit-learn>=1.5"
 # No build isolation: the shim is compiled against the torch installed above.

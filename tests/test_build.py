@@ -1,4 +1,5 @@
-"""The built library: CUDA kernels compiled for the promised architectures when nvcc exists."""
+"""The built libraries: what each needs at load time, and the CUDA kernels compiled for the
+promised architectures when nvcc exists."""
 
 import shutil
 import subprocess
@@ -8,10 +9,25 @@ import pytest
 import torch
 
 import pixcon
+from pixcon import _build_config, _library
+
+#: What the CUDA library may need besides torch's own libraries: the C and C++ runtimes. No CUDA
+#: runtime (cudart is linked statically), no cuBLAS, no OpenMP.
+SYSTEM_LIBRARIES = {"libstdc++.so.6", "libgcc_s.so.1", "libc.so.6", "libm.so.6", "ld-linux-x86-64.so.2",
+                    "libdl.so.2", "librt.so.1", "libpthread.so.0"}
+TORCH_LIBRARIES = {"libtorch_cpu.so", "libc10.so", "libtorch_cuda.so", "libc10_cuda.so"}
 
 
-def _library_path() -> Path:
-    return next(p for p in pixcon._library._candidates() if p.is_file())
+def _installed(name: str) -> Path:
+    return next(p for p in _library._candidates(name, "") if p.is_file())
+
+
+def _needed(library: Path) -> list[str]:
+    """The NEEDED entries of a shared library's dynamic section."""
+    if shutil.which("readelf") is None:
+        pytest.fail("readelf (binutils) is needed to read the libraries' dependencies")
+    out = subprocess.run(["readelf", "-d", str(library)], capture_output=True, text=True, check=True).stdout
+    return [line.split("[", 1)[1].split("]", 1)[0] for line in out.splitlines() if "(NEEDED)" in line]
 
 
 def _cuobjdump() -> str | None:
@@ -27,22 +43,44 @@ def _cuobjdump() -> str | None:
 
 
 def _has_cuda_kernels() -> bool:
-    return torch._C._dispatch_has_kernel_for_dispatch_key("pixcon::contrastive_loss", "CUDA")
+    return pixcon.cuda_status().loaded
 
 
-def test_cuda_kernels_are_built_when_nvcc_is_available():
-    if shutil.which("nvcc") is None:
-        pytest.skip("no nvcc on this machine: PIXCON_CUDA=AUTO builds the CPU kernels only")
-    assert _has_cuda_kernels()
+def test_cpu_library_needs_no_cuda_library():
+    needed = _needed(_installed("libpixcon.so"))
+    assert "libtorch_cpu.so" in needed, needed
+    assert not [n for n in needed if "cuda" in n or "cublas" in n or "nvrtc" in n], needed
 
 
-def test_library_holds_sass_for_sm80_and_sm90_and_ptx():
+def test_cuda_library_needs_only_torch_libraries_and_no_cuda_runtime():
+    if _build_config.CUDA_MAJOR is None:
+        pytest.skip("this build has no CUDA library (no CUDA toolkit matched torch's CUDA)")
+    needed = set(_needed(_installed("libpixcon_cuda.so")))
+    assert "libtorch_cuda.so" in needed, needed
+    assert needed <= TORCH_LIBRARIES | SYSTEM_LIBRARIES, needed - TORCH_LIBRARIES - SYSTEM_LIBRARIES
+
+
+def test_cuda_kernels_are_built_when_a_toolkit_matches_torch():
+    if torch.__version__ != _build_config.TORCH_VERSION:
+        pytest.skip(f"built against torch {_build_config.TORCH_VERSION}, running under {torch.__version__}")
+    if shutil.which("nvcc") is None or torch.version.cuda is None:
+        pytest.skip("no nvcc or a CPU-only torch here: PIXCON_CUDA=AUTO builds the CPU library only")
+    assert _build_config.CUDA_MAJOR == int(torch.version.cuda.split(".")[0])
+    assert _has_cuda_kernels(), pixcon.cuda_status().reason
+
+
+def test_the_version_names_the_cuda_major_of_the_cuda_kernels():
+    suffix = f"+cu{_build_config.CUDA_MAJOR}" if _build_config.CUDA_MAJOR else ""
+    assert pixcon.__version__ == "0.1.0" + suffix
+
+
+def test_library_holds_sass_for_sm80_to_sm90_and_ptx():
     if not _has_cuda_kernels():
         pytest.skip("pixcon was built without CUDA kernels")
     tool = _cuobjdump()
     if tool is None:
         pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump)")
-    library = str(_library_path())
+    library = str(_installed("libpixcon_cuda.so"))
     elf = subprocess.run([tool, "--list-elf", library], capture_output=True, text=True, check=True).stdout
     ptx = subprocess.run([tool, "--list-ptx", library], capture_output=True, text=True, check=True).stdout
     for arch in ("sm_80", "sm_86", "sm_89", "sm_90"):

@@ -8,18 +8,26 @@ batch at full feature resolution. See ``pixcon.contrastive_loss`` and
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 from typing import Iterator
 
 from . import _library
 
 _lib = _library.load()
+_cuda = _library.load_cuda()
 
 from . import _ops  # noqa: E402  (registers fake kernels and autograd)
 from . import nn, reference  # noqa: E402
 from .functional import contrastive_loss, reduce_loss  # noqa: E402
 from .sampling import PixelSampler, sample_pixels  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("pixcon")  # "+cuNN" when the CUDA kernels are in it
+
+
+def cuda_status() -> _library.CudaStatus:
+    """Whether pixcon's CUDA kernels are registered (``loaded``) and, when they are not, why and
+    how to get them (``reason``). The CPU kernels work either way."""
+    return _cuda
 
 _ISA_CODES = {"scalar": 1, "avx2": 2, "avx512": 3}
 _ISA_NAMES = {code: name for name, code in _ISA_CODES.items()}
@@ -63,6 +71,6 @@ def use_cpu_isa(name: str) -> Iterator[None]:
 
 
 __all__ = [
-    "PixelSampler", "available_cpu_isas", "contrastive_loss", "cpu_isa", "nn", "reduce_loss",
+    "PixelSampler", "available_cpu_isas", "contrastive_loss", "cpu_isa", "cuda_status", "nn", "reduce_loss",
     "reference", "sample_pixels", "set_cpu_isa", "use_cpu_isa",
 ]

@@ -1,0 +1,54 @@
+/*
+ * The C API's argument checks (pixcon.h): what every entry point, CPU or CUDA, verifies before it
+ * touches the data. Plain C with no threads, so the CUDA library links it without OpenMP.
+ * Cost: O(B) for the offsets, O(N) for the labels.
+ */
+#include <stdint.h>
+
+#include "message.h"
+#include "pixcon/pixcon.h"
+
+pixcon_status pixcon_loss_params_check_scalars(const pixcon_loss_params *p, char *message,
+                                               size_t size) {
+  if (message && size > 0) message[0] = '\0';
+  if (!p) return pixcon_invalid_argument(message, size, "params is NULL");
+  if (p->num_rows < 0) return pixcon_invalid_argument(message, size, "embeddings: negative number of rows");
+  if (p->dim < 1) return pixcon_invalid_argument(message, size, "embeddings: need at least one feature column, got %lld", (long long)p->dim);
+  if (p->num_rows > 0 && (!p->embeddings || !p->labels))
+    return pixcon_invalid_argument(message, size, "embeddings and labels must not be NULL");
+  if (p->dtype < PIXCON_FLOAT32 || p->dtype > PIXCON_BFLOAT16)
+    return pixcon_invalid_argument(message, size, "embeddings: unsupported dtype code %d", (int)p->dtype);
+  if (!(p->temperature > 0) || p->temperature != p->temperature || p->temperature == 1.0 / 0.0)
+    return pixcon_invalid_argument(message, size, "temperature must be a positive finite number, got %g", p->temperature);
+  if (p->denominator != PIXCON_DENOMINATOR_ALL && p->denominator != PIXCON_DENOMINATOR_PAIR)
+    return pixcon_invalid_argument(message, size, "denominator: unknown code %d", (int)p->denominator);
+  if (p->num_bags < 1 || !p->bag_offsets)
+    return pixcon_invalid_argument(message, size, "bag_offsets must hold at least two entries [0, ..., N]");
+  return PIXCON_OK;
+}
+
+pixcon_status pixcon_loss_params_check_shape(const pixcon_loss_params *p, char *message,
+                                             size_t size) {
+  pixcon_status st = pixcon_loss_params_check_scalars(p, message, size);
+  if (st != PIXCON_OK) return st;
+  if (p->bag_offsets[0] != 0)
+    return pixcon_invalid_argument(message, size, "bag_offsets must start at 0, got %lld", (long long)p->bag_offsets[0]);
+  for (int64_t b = 0; b < p->num_bags; ++b)
+    if (p->bag_offsets[b + 1] < p->bag_offsets[b])
+      return pixcon_invalid_argument(message, size, "bag_offsets must be non-decreasing (offsets[%lld] = %lld > offsets[%lld] = %lld)",
+                  (long long)b, (long long)p->bag_offsets[b], (long long)(b + 1), (long long)p->bag_offsets[b + 1]);
+  if (p->bag_offsets[p->num_bags] != p->num_rows)
+    return pixcon_invalid_argument(message, size, "bag_offsets must end at the number of rows %lld, got %lld",
+                (long long)p->num_rows, (long long)p->bag_offsets[p->num_bags]);
+  return PIXCON_OK;
+}
+
+pixcon_status pixcon_loss_params_check(const pixcon_loss_params *p, char *message, size_t size) {
+  pixcon_status st = pixcon_loss_params_check_shape(p, message, size);
+  if (st != PIXCON_OK) return st;
+  for (int64_t r = 0; r < p->num_rows; ++r)
+    if (p->labels[r] < 0 && p->labels[r] != p->ignore_index)
+      return pixcon_invalid_argument(message, size, "labels must be >= 0 or ignore_index (%lld), found %lld at row %lld",
+                  (long long)p->ignore_index, (long long)p->labels[r], (long long)r);
+  return PIXCON_OK;
+}
