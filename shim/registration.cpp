@@ -1,30 +1,37 @@
-// Registers the pixcon operator schemas and their CPU kernels through torch's stable ABI.
-// Autograd and fake (meta) kernels are registered from Python (python/pixcon/_ops.py).
+// Every C++ registration of the pixcon ops, in one place. Compiled into libpixcon.so (the schemas
+// and the CPU kernels) and, with PIXCON_REGISTER_CUDA, into libpixcon_cuda.so (the CUDA kernels),
+// which python/pixcon/_library.py loads only where it can serve. The fake kernels and autograd
+// are registered from Python (python/pixcon/_loss_op.py, python/pixcon/sampling.py).
 #include <torch/csrc/stable/library.h>
 
-#include "contrastive_cpu.h"
 #include "sample_ops.h"
 
+#ifdef PIXCON_REGISTER_CUDA
+
+#include "loss_cuda.h"
+
+STABLE_TORCH_LIBRARY_IMPL(pixcon, CUDA, m) {
+  using pixcon_shim::CudaLoss;
+  m.impl("contrastive_loss", TORCH_BOX(&pixcon_shim::contrastive_loss<CudaLoss>));
+  m.impl("contrastive_loss_backward", TORCH_BOX(&pixcon_shim::contrastive_loss_backward<CudaLoss>));
+  m.impl("sample_pixels", TORCH_BOX(&pixcon_shim::sample_pixels_cuda));
+}
+
+#else
+
+#include "loss_cpu.h"
+
 STABLE_TORCH_LIBRARY(pixcon, m) {
-  m.def(
-      "contrastive_loss(Tensor embeddings, Tensor labels, Tensor bag_offsets, "
-      "Tensor? anchor_mask, Tensor? contrast_mask, Tensor? image_ids, float temperature, "
-      "int ignore_index, str denominator, bool self_positive, bool allow_tf32=False) "
-      "-> (Tensor, Tensor, Tensor)");
-  m.def(
-      "contrastive_loss_backward(Tensor grad_loss, Tensor embeddings, Tensor labels, "
-      "Tensor bag_offsets, Tensor? anchor_mask, Tensor? contrast_mask, Tensor? image_ids, "
-      "Tensor stats, float temperature, int ignore_index, str denominator, bool self_positive, "
-      "bool allow_tf32=False) "
-      "-> Tensor");
-  m.def(
-      "sample_pixels(Tensor labels, Tensor? predictions, str strategy, int num_classes, "
-      "int ignore_index, int seed, bool per_image, int num_samples, int min_views, int max_views, "
-      "int max_total, int max_samples) -> (Tensor, Tensor)");
+  m.def(pixcon_shim::kLossSchema);
+  m.def(pixcon_shim::kLossBackwardSchema);
+  m.def(PIXCON_SAMPLE_SCHEMA);
 }
 
 STABLE_TORCH_LIBRARY_IMPL(pixcon, CPU, m) {
-  m.impl("contrastive_loss", TORCH_BOX(&pixcon_shim::contrastive_loss_cpu));
-  m.impl("contrastive_loss_backward", TORCH_BOX(&pixcon_shim::contrastive_loss_backward_cpu));
+  using pixcon_shim::CpuLoss;
+  m.impl("contrastive_loss", TORCH_BOX(&pixcon_shim::contrastive_loss<CpuLoss>));
+  m.impl("contrastive_loss_backward", TORCH_BOX(&pixcon_shim::contrastive_loss_backward<CpuLoss>));
   m.impl("sample_pixels", TORCH_BOX(&pixcon_shim::sample_pixels_cpu));
 }
+
+#endif

@@ -1,8 +1,7 @@
 // CPU kernel of pixcon::sample_pixels: counts, the strategy's quotas, selection (sample.h).
 #include <torch/csrc/stable/ops.h>
-#include <torch/headeronly/util/Exception.h>
 
-#include "checks.h"
+#include "errors.h"
 #include "sample_ops.h"
 #include "sample_problem.h"
 
@@ -20,22 +19,26 @@ std::tuple<Tensor, Tensor> sample_pixels_cpu(Tensor labels, std::optional<Tensor
   size_t bytes = pixcon_cpu_sample_workspace_size(&p);
   Tensor ws = empty_on(s.labels, {static_cast<int64_t>(bytes)}, ScalarType::Byte);
   Tensor counts = empty_on(s.labels, {groups + 1}, ScalarType::Long);
-  check_status(op, pixcon_cpu_sample_counts(&p, static_cast<int64_t*>(counts.data_ptr()),
-                                            ws.data_ptr(), bytes));
+  check_status(op,
+               pixcon_cpu_sample_counts(&p, static_cast<int64_t*>(counts.data_ptr()),
+                                        ws.data_ptr(), bytes),
+               nullptr);
   Tensor quotas = empty_on(s.labels, {groups}, ScalarType::Long);
   Tensor offsets = empty_on(s.labels, {bags + 1}, ScalarType::Long);
   char message[256];
-  if (pixcon_sample_quotas(&p, static_cast<const int64_t*>(counts.data_ptr()),
-                           static_cast<int64_t*>(quotas.data_ptr()),
-                           static_cast<int64_t*>(offsets.data_ptr()), message,
-                           sizeof message) != PIXCON_OK) {
-    STD_TORCH_CHECK(false, op, ": ", message);
-  }
+  check_status(op,
+               pixcon_sample_quotas(&p, static_cast<const int64_t*>(counts.data_ptr()),
+                                    static_cast<int64_t*>(quotas.data_ptr()),
+                                    static_cast<int64_t*>(offsets.data_ptr()), message,
+                                    sizeof message),
+               message);
   const int64_t total = static_cast<const int64_t*>(offsets.data_ptr())[bags];
   Tensor indices = empty_on(s.labels, {total}, ScalarType::Long);
-  check_status(op, pixcon_cpu_sample_select(&p, static_cast<const int64_t*>(quotas.data_ptr()),
-                                            static_cast<int64_t*>(indices.data_ptr()),
-                                            ws.data_ptr(), bytes));
+  check_status(op,
+               pixcon_cpu_sample_select(&p, static_cast<const int64_t*>(quotas.data_ptr()),
+                                        static_cast<int64_t*>(indices.data_ptr()), ws.data_ptr(),
+                                        bytes),
+               nullptr);
   return {indices, offsets};
 }
 

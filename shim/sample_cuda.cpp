@@ -1,20 +1,15 @@
 // CUDA kernel of pixcon::sample_pixels: counts on the device, the strategy's quotas on the host
 // (one copy of the G + 1 counts: the output size depends on them), selection on the device.
 #include <torch/csrc/stable/accelerator.h>
-#include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
-#include <torch/headeronly/util/Exception.h>
 
-#include "checks.h"
 #include "cuda_context.h"
 #include "pixcon/sample_cuda.h"
-#include "sample_problem.h"
+#include "sample_ops.h"
 
 namespace pixcon_shim {
 
 using torch::headeronly::ScalarType;
-
-namespace {
 
 std::tuple<Tensor, Tensor> sample_pixels_cuda(Tensor labels, std::optional<Tensor> predictions,
                                               PIXCON_SAMPLE_RULE_ARGS) {
@@ -34,12 +29,12 @@ std::tuple<Tensor, Tensor> sample_pixels_cuda(Tensor labels, std::optional<Tenso
   Tensor quotas_host = empty_on(counts_host, {groups}, ScalarType::Long);
   Tensor offsets_host = empty_on(counts_host, {bags + 1}, ScalarType::Long);
   char message[256];
-  if (pixcon_sample_quotas(&q.base, static_cast<const int64_t*>(counts_host.data_ptr()),
-                           static_cast<int64_t*>(quotas_host.data_ptr()),
-                           static_cast<int64_t*>(offsets_host.data_ptr()), message,
-                           sizeof message) != PIXCON_OK) {
-    STD_TORCH_CHECK(false, op, ": ", message);
-  }
+  check_status(op,
+               pixcon_sample_quotas(&q.base, static_cast<const int64_t*>(counts_host.data_ptr()),
+                                    static_cast<int64_t*>(quotas_host.data_ptr()),
+                                    static_cast<int64_t*>(offsets_host.data_ptr()), message,
+                                    sizeof message),
+               message);
   const int64_t total = static_cast<const int64_t*>(offsets_host.data_ptr())[bags];
   Tensor quotas = to_device_of(quotas_host, s.labels);
   Tensor indices = empty_on(s.labels, {total}, ScalarType::Long);
@@ -49,10 +44,4 @@ std::tuple<Tensor, Tensor> sample_pixels_cuda(Tensor labels, std::optional<Tenso
   return {indices, to_device_of(offsets_host, s.labels)};
 }
 
-}  // namespace
-
 }  // namespace pixcon_shim
-
-STABLE_TORCH_LIBRARY_IMPL(pixcon, CUDA, m) {
-  m.impl("sample_pixels", TORCH_BOX(&pixcon_shim::sample_pixels_cuda));
-}

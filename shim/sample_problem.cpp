@@ -3,13 +3,11 @@
 #include <string>
 
 #include <torch/csrc/stable/ops.h>
-#include <torch/headeronly/util/Exception.h>
 
-#include "checks.h"
+#include "errors.h"
+#include "tensors.h"
 
 namespace pixcon_shim {
-
-using torch::headeronly::ScalarType;
 
 namespace {
 
@@ -17,16 +15,15 @@ pixcon_sample_strategy parse_strategy(const char* op, std::string_view s) {
   if (s == "uniform") return PIXCON_SAMPLE_UNIFORM;
   if (s == "class_balanced") return PIXCON_SAMPLE_CLASS_BALANCED;
   if (s == "hard_easy") return PIXCON_SAMPLE_HARD_EASY;
-  STD_TORCH_CHECK(false, op, ": strategy must be \"uniform\", \"class_balanced\" or \"hard_easy\", got \"",
-                  std::string(s), "\"");
-  return PIXCON_SAMPLE_UNIFORM;
+  fail(ErrorKind::Value, op,
+       ": strategy must be \"uniform\", \"class_balanced\" or \"hard_easy\", got \"",
+       std::string(s), "\"");
 }
 
 Tensor int64_map(const char* op, const char* name, const Tensor& t) {
-  STD_TORCH_CHECK(t.dim() == 3, op, ": ", name, " must be 3-D [B, H, W], got ", t.dim(), "-D");
-  STD_TORCH_CHECK(is_integer(t.scalar_type()), op, ": ", name, " must be an integer tensor, got ",
-                  dtype_name(t.scalar_type()));
-  return torch::stable::contiguous(torch::stable::to(t, ScalarType::Long));
+  require(t.dim() == 3, ErrorKind::Value, op, ": ", name, " must be 3-D [B, H, W], got ", t.dim(),
+          "-D");
+  return as_int64(op, name, t);
 }
 
 }  // namespace
@@ -38,13 +35,11 @@ SampleProblem prepare_sample(const char* op, const Tensor& labels,
   pixcon_sample_params& p = s.params;
   p.strategy = parse_strategy(op, rule.strategy);
   if (predictions.has_value() && p.strategy == PIXCON_SAMPLE_HARD_EASY) {
-    STD_TORCH_CHECK(predictions->is_cpu() == labels.is_cpu() &&
-                        predictions->get_device_index() == labels.get_device_index(),
-                    op, ": predictions must be on the device of labels");
+    check_same_device(op, "predictions", *predictions, "labels", labels);
     s.predictions = int64_map(op, "predictions", *predictions);
     for (int k = 0; k < 3; ++k)
-      STD_TORCH_CHECK(s.predictions->size(k) == labels.size(k), op,
-                      ": predictions must have the shape of labels");
+      require(s.predictions->size(k) == labels.size(k), ErrorKind::Value, op,
+              ": predictions must have the shape of labels");
   }
   p.num_images = labels.size(0);
   p.pixels_per_image = labels.size(1) * labels.size(2);
@@ -61,9 +56,7 @@ SampleProblem prepare_sample(const char* op, const Tensor& labels,
   p.max_samples = rule.max_samples;
   p.num_threads = 0;
   char message[256];
-  if (pixcon_sample_params_check_shape(&p, message, sizeof message) != PIXCON_OK) {
-    STD_TORCH_CHECK(false, op, ": ", message);
-  }
+  check_status(op, pixcon_sample_params_check_shape(&p, message, sizeof message), message);
   return s;
 }
 

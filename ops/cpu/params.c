@@ -8,6 +8,12 @@
 #include "message.h"
 #include "pixcon/pixcon.h"
 
+int pixcon_loss_num_stats(void) { return PIXCON_NUM_STATS; }
+
+pixcon_dtype pixcon_loss_accumulation_dtype(pixcon_dtype embeddings) {
+  return embeddings == PIXCON_FLOAT64 ? PIXCON_FLOAT64 : PIXCON_FLOAT32;
+}
+
 pixcon_status pixcon_loss_params_check_scalars(const pixcon_loss_params *p, char *message,
                                                size_t size) {
   if (message && size > 0) message[0] = '\0';

@@ -16,9 +16,10 @@ from . import _library
 _lib = _library.load()
 _cuda = _library.load_cuda()
 
-from . import _ops  # noqa: E402  (registers fake kernels and autograd)
+from . import _loss_op  # noqa: E402, F401  (registers the loss op's fake kernels and autograd)
 from . import nn, reference  # noqa: E402
-from .functional import contrastive_loss, reduce_loss  # noqa: E402
+from .functional import contrastive_loss  # noqa: E402
+from .reduction import reduce_loss  # noqa: E402
 from .sampling import PixelSampler, sample_pixels  # noqa: E402
 
 __version__ = importlib.metadata.version("pixcon")  # "+cuNN" when the CUDA kernels are in it

@@ -9,10 +9,11 @@ from __future__ import annotations
 import ctypes
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
+_ERROR_TYPES: dict[str, type[Exception]] = {"ValueError": ValueError, "TypeError": TypeError}
 _LIBRARY_NAME = "libpixcon.so"
 _CUDA_LIBRARY_NAME = "libpixcon_cuda.so"
 _OPS = ("contrastive_loss", "contrastive_loss_backward", "sample_pixels")
@@ -38,12 +39,23 @@ def _candidates(name: str, env: str) -> list[Path]:
     return found
 
 
+_cpu_library: ctypes.CDLL | None = None
+
+
+def cpu_library() -> ctypes.CDLL:
+    """A ctypes handle to the C API of the loaded ``libpixcon.so``."""
+    assert _cpu_library is not None, "pixcon._library.load() runs when pixcon is imported"
+    return _cpu_library
+
+
 def load() -> ctypes.CDLL:
     """Registers the op schemas and their CPU kernels; returns a ctypes handle to the C API."""
+    global _cpu_library
     for path in _candidates(_LIBRARY_NAME, "PIXCON_LIBRARY"):
         if path.is_file():
             torch.ops.load_library(str(path))
-            return ctypes.CDLL(str(path))
+            _cpu_library = ctypes.CDLL(str(path))
+            return _cpu_library
     searched = ", ".join(str(p) for p in _candidates(_LIBRARY_NAME, "PIXCON_LIBRARY"))
     raise ImportError(
         f"pixcon: compiled library {_LIBRARY_NAME} not found (searched {searched}); "
@@ -110,3 +122,24 @@ def _register_cuda_errors(reason: str) -> None:
 
     for name in _OPS:
         _error_library.impl(name, raiser(name), "CUDA")
+
+
+def user_error(error: RuntimeError) -> Exception:
+    """The ValueError / TypeError that an argument error of a pixcon kernel stands for (``error``
+    itself otherwise). torch's stable ABI turns every C++ exception into a RuntimeError, so the
+    shim starts such a message with the Python type's name (shim/errors.h)."""
+    kind, _, message = str(error).partition(": ")
+    if kind in _ERROR_TYPES and message:
+        return _ERROR_TYPES[kind](message)
+    return error
+
+
+def call_op(op: Any, *args: Any, **kwargs: Any) -> Any:
+    """``op(*args, **kwargs)``, its argument errors raised as ValueError / TypeError (when
+    compiled, the op's RuntimeError as it is: the graph runs without this frame)."""
+    if torch.compiler.is_compiling():
+        return op(*args, **kwargs)
+    try:
+        return op(*args, **kwargs)
+    except RuntimeError as error:
+        raise user_error(error) from None

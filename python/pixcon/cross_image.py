@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import Denominator, Reduction, check_loss_options, contrastive_loss, reduce_loss
-from .nn import _resize_classes
+from .bags import Bags
+from .options import Denominator, LossOptions, Reduction, check_reduction
+from .reduction import reduce_bags
+from .rows import check_maps, pixel_rows
 
 __all__ = ["CrossImageContrastiveLoss", "partner_permutation"]
 
@@ -71,19 +72,33 @@ class CrossImageContrastiveLoss(nn.Module):
         permutation: Permutation | Sequence[int] | Tensor = "shift",
     ) -> None:
         super().__init__()
-        check_loss_options("CrossImageContrastiveLoss", temperature=temperature, denominator=denominator,
-                           reduction=reduction)
+        self.options = LossOptions.checked("CrossImageContrastiveLoss", temperature=temperature,
+                                           ignore_index=ignore_index, denominator=denominator,
+                                           self_positive=self_positive)
+        check_reduction("CrossImageContrastiveLoss", reduction)
         if isinstance(permutation, str) and permutation not in ("shift", "random"):
             raise ValueError(f'CrossImageContrastiveLoss: permutation must be "shift", "random" or B indices, '
                              f"got {permutation!r}")
-        self.temperature = float(temperature)
-        self.ignore_index = int(ignore_index)
-        self.denominator = denominator
-        self.self_positive = bool(self_positive)
         self.normalize = bool(normalize)
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.reduction = reduction
         self.permutation = permutation
+
+    @property
+    def temperature(self) -> float:
+        return self.options.temperature
+
+    @property
+    def ignore_index(self) -> int:
+        return self.options.ignore_index
+
+    @property
+    def denominator(self) -> str:
+        return self.options.denominator
+
+    @property
+    def self_positive(self) -> bool:
+        return self.options.self_positive
 
     def extra_repr(self) -> str:
         return (f"temperature={self.temperature}, denominator={self.denominator!r}, "
@@ -91,19 +106,11 @@ class CrossImageContrastiveLoss(nn.Module):
                 f"permutation={self.permutation!r}")
 
     def _rows(self, embeddings: Tensor, labels: Tensor, view: str) -> tuple[Tensor, Tensor]:
-        if embeddings.dim() != 4:
-            raise ValueError(f"CrossImageContrastiveLoss: embeddings_{view} must be [B, D, H, W], "
-                             f"got shape {tuple(embeddings.shape)}")
-        if labels.dim() != 3 or labels.shape[0] != embeddings.shape[0] or labels.is_floating_point():
-            raise ValueError(f"CrossImageContrastiveLoss: labels_{view} must be an integer [B, H, W] tensor "
-                             f"with B = {embeddings.shape[0]}, got {labels.dtype} of shape {tuple(labels.shape)}")
-        if self.size is not None and tuple(embeddings.shape[-2:]) != self.size:
-            embeddings = F.interpolate(embeddings, size=self.size, mode="bilinear", align_corners=False)
-        labels = _resize_classes(labels, embeddings.shape[-2:])
-        if self.normalize:
-            embeddings = F.normalize(embeddings, dim=1)
-        b, d, h, w = embeddings.shape
-        return embeddings.permute(0, 2, 3, 1).reshape(b, h * w, d), labels.reshape(b, h * w)
+        check_maps("CrossImageContrastiveLoss", embeddings, labels, embeddings_name=f"embeddings_{view}",
+                   labels_name=f"labels_{view}")
+        pixels = pixel_rows(embeddings, labels, size=self.size, normalize=self.normalize)
+        b, hw = pixels.batch, pixels.pixels_per_image
+        return pixels.rows.reshape(b, hw, -1), pixels.labels.reshape(b, hw)
 
     def forward(self, embeddings_a: Tensor, labels_a: Tensor, embeddings_b: Tensor, labels_b: Tensor,
                 permutation: Permutation | Sequence[int] | Tensor | None = None) -> Tensor:
@@ -124,7 +131,6 @@ class CrossImageContrastiveLoss(nn.Module):
                           torch.ones(pixels_b, dtype=torch.int64, device=rows.device)])
         image_ids = (2 * torch.arange(batch, device=rows.device)[:, None] + side[None, :]).reshape(-1)
         offsets = torch.arange(batch + 1, device=rows.device, dtype=torch.int64) * bag
-        loss, valid = contrastive_loss(
-            rows, labels, offsets, temperature=self.temperature, ignore_index=self.ignore_index,
-            denominator=self.denominator, self_positive=self.self_positive, image_ids=image_ids)
-        return reduce_loss(loss, valid, offsets, self.reduction)
+        bags = Bags(rows, labels, offsets, image_ids=image_ids)
+        loss, valid = bags.loss(self.options)
+        return reduce_bags(loss, valid, bags, self.reduction)

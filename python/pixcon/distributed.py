@@ -22,7 +22,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["GatheredRows", "all_gather_rows", "all_reduce_sum", "is_initialized", "rank", "world_size"]
+from .bags import Bags
+
+__all__ = ["GatheredRows", "all_gather_rows", "all_reduce_sum", "gather_bags", "is_initialized", "rank",
+           "world_size"]
 
 
 def is_initialized() -> bool:
@@ -112,3 +115,24 @@ def all_reduce_sum(tensor: Tensor, group=None) -> Tensor:
     if is_initialized():
         dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
     return out
+
+
+def gather_bags(bags: Bags, ignore_index: int, group=None) -> Bags:
+    """One bag of the rows of every rank, in rank order, from ``bags`` (one bag, with ``images``):
+    the rows labelled ``ignore_index`` are left out, only this rank's rows are anchors, and
+    image ids are made unique over ranks, ordered by (rank, local image), for the segment queue."""
+    device = bags.rows.device
+    kept = torch.nonzero(bags.labels != ignore_index).squeeze(1)
+    side = torch.stack([bags.labels[kept].to(torch.int64), bags.images[kept].to(torch.int64)], dim=1)
+    gathered = all_gather_rows(bags.rows[kept], side, pad_value=ignore_index, group=group)
+    rows = gathered.rows
+    source = torch.repeat_interleave(torch.arange(len(gathered.counts), device=device),
+                                     torch.tensor(gathered.counts, device=device), output_size=rows.shape[0])
+    span = int(gathered.ints[:, 1].max()) + 1 if rows.shape[0] else 1
+    anchor = torch.zeros(rows.shape[0], dtype=torch.bool, device=device)
+    anchor[gathered.start:gathered.stop] = True
+    origin = torch.full((rows.shape[0],), -1, dtype=torch.int64, device=device)
+    origin[gathered.start:gathered.stop] = kept if bags.origin is None else bags.origin[kept]
+    return Bags(rows, gathered.ints[:, 0], torch.tensor([0, rows.shape[0]], dtype=torch.int64, device=device),
+                anchor=anchor, images=source * span + gathered.ints[:, 1], origin=origin,
+                num_inputs=bags.num_rows if bags.num_inputs is None else bags.num_inputs, across_ranks=True)

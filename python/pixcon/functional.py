@@ -1,42 +1,31 @@
-"""Functional API: the fused loss per row, and the reductions over bags."""
+"""Functional API: the fused loss per row."""
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
-Denominator = Literal["all", "pair"]
-Reduction = Literal["mean", "anchor_mean", "sum", "none"]
-REDUCTIONS = ("mean", "anchor_mean", "sum", "none")
+from . import _loss_op
+from .options import Denominator
 
 
-def check_loss_options(
-    owner: str,
-    *,
-    temperature: float | None = None,
-    denominator: str | None = None,
-    reduction: str | None = None,
-    reductions: Sequence[str] = REDUCTIONS,
-) -> None:
-    """Raises ValueError, naming ``owner``, for an option the loss modules all take and reject alike."""
-    if temperature is not None and not temperature > 0:
-        raise ValueError(f"{owner}: temperature must be > 0, got {temperature}")
-    if denominator is not None and denominator not in ("all", "pair"):
-        raise ValueError(f'{owner}: denominator must be "all" or "pair", got {denominator!r}')
-    if reduction is not None and reduction not in reductions:
-        raise ValueError(f"{owner}: reduction must be one of {tuple(reductions)}, got {reduction!r}")
-
-
-def _as_offsets(bag_offsets: Tensor | Sequence[int] | None, n: int, device: torch.device) -> Tensor:
+def _as_offsets(bag_offsets: Tensor | Sequence[int] | None, embeddings: Tensor) -> Tensor:
+    if isinstance(bag_offsets, Tensor):
+        return bag_offsets
+    if not isinstance(embeddings, Tensor):
+        raise TypeError(f"pixcon.contrastive_loss: embeddings must be a tensor, got {type(embeddings).__name__}")
     if bag_offsets is None:
         # [0, n] made on the device: a host tensor copied to a GPU would block the host, and a
         # CUDA graph cannot capture that copy
-        return torch.arange(2, dtype=torch.int64, device=device) * n
-    if isinstance(bag_offsets, Tensor):
-        return bag_offsets
-    return torch.as_tensor(list(bag_offsets), dtype=torch.int64, device=device)
+        n = embeddings.shape[0] if embeddings.dim() > 0 else 0
+        return torch.arange(2, dtype=torch.int64, device=embeddings.device) * n
+    try:
+        return torch.as_tensor(list(bag_offsets), dtype=torch.int64, device=embeddings.device)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError("pixcon.contrastive_loss: bag_offsets must be an int64 tensor, a sequence of ints "
+                        f"or None, got {bag_offsets!r}") from error
 
 
 @torch.compiler.assume_constant_result  # a global setting; torch.compile cannot trace its getter
@@ -85,44 +74,17 @@ def contrastive_loss(
         (loss, valid): loss [N] (float64 for float64 input, else float32), 0 where ``valid``
         is False; valid [N] bool, True for anchors with at least one positive.
 
+    Raises:
+        ValueError / TypeError naming the argument for a bad shape, dtype, device or value.
+
     On CUDA, float32 similarities use TF32 tensor cores only when torch allows TF32 for
     matmuls (see ``cuda_matmul_allows_tf32``); 16-bit inputs always use tensor cores.
     """
-    if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
-        raise ValueError("pixcon.contrastive_loss: embeddings must be a 2-D tensor [N, D]")
-    check_loss_options("pixcon.contrastive_loss", denominator=denominator)
-    offsets = _as_offsets(bag_offsets, embeddings.shape[0], embeddings.device)
-    loss, valid, _ = torch.ops.pixcon.contrastive_loss(
-        embeddings, labels, offsets, anchor_mask, contrast_mask, image_ids,
-        float(temperature), int(ignore_index), denominator, bool(self_positive),
-        embeddings.is_cuda and embeddings.dtype == torch.float32 and cuda_matmul_allows_tf32(),
+    loss, valid, _ = _loss_op.call(
+        embeddings=embeddings, labels=labels, bag_offsets=_as_offsets(bag_offsets, embeddings),
+        anchor_mask=anchor_mask, contrast_mask=contrast_mask, image_ids=image_ids,
+        temperature=float(temperature), ignore_index=int(ignore_index), denominator=denominator,
+        self_positive=bool(self_positive),
+        allow_tf32=embeddings.is_cuda and embeddings.dtype == torch.float32 and cuda_matmul_allows_tf32(),
     )
     return loss, valid
-
-
-def reduce_loss(loss: Tensor, valid: Tensor, bag_offsets: Tensor, reduction: Reduction = "mean") -> Tensor:
-    """Reduces per-row losses.
-
-    "mean": mean over valid anchors within each bag, then mean over the bags that have one;
-    "anchor_mean": mean over all valid anchors; "sum"; "none": the per-row vector. With no
-    valid anchor the result is 0.0, still attached to the graph (zero gradient, never NaN).
-    """
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    weight = valid.to(loss.dtype)
-    if reduction == "anchor_mean":
-        return (loss * weight).sum() / weight.sum().clamp(min=1)
-    if reduction != "mean":
-        raise ValueError(f"pixcon: reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    num_bags = bag_offsets.shape[0] - 1
-    counts = bag_offsets[1:] - bag_offsets[:-1]
-    bag_of_row = torch.repeat_interleave(
-        torch.arange(num_bags, device=loss.device), counts, output_size=loss.shape[0]
-    )
-    per_bag = torch.zeros(num_bags, dtype=loss.dtype, device=loss.device).index_add(0, bag_of_row, loss * weight)
-    anchors = torch.zeros(num_bags, dtype=loss.dtype, device=loss.device).index_add(0, bag_of_row, weight)
-    has_anchor = (anchors > 0).to(loss.dtype)
-    bag_means = per_bag / anchors.clamp(min=1)
-    return (bag_means * has_anchor).sum() / has_anchor.sum().clamp(min=1)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .bags import Bags
 
 __all__ = ["PixelMemoryBank"]
 
@@ -143,8 +147,52 @@ class PixelMemoryBank(nn.Module):
             embeddings, labels = torch.cat([embeddings, seg_embeddings]), torch.cat([labels, seg_labels])
         return embeddings.detach(), labels
 
+    def join(self, bags: Bags) -> Bags:
+        """``bags`` with the bank's filled entries appended to every bag as contrast-only rows
+        (positives and negatives of the anchors, never anchors themselves, no gradient)."""
+        if self.dim != bags.rows.shape[1]:
+            raise ValueError(f"PixelContrastiveLoss: the memory bank holds {self.dim}-dimensional entries "
+                             f"but the embeddings have D = {bags.rows.shape[1]}")
+        entries, entry_labels = self.rows()
+        entries = entries.to(device=bags.rows.device, dtype=bags.rows.dtype)
+        entry_labels = entry_labels.to(device=bags.rows.device, dtype=bags.labels.dtype)
+        rows, labels, offsets, placed = _append_to_bags(bags.rows, bags.labels, bags.offsets, entries,
+                                                        entry_labels)
+        anchor = torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
+        anchor[placed] = True if bags.anchor is None else bags.anchor
+        origin = torch.full((rows.shape[0],), -1, dtype=torch.int64, device=rows.device)
+        origin[placed] = torch.arange(bags.num_rows, device=rows.device) if bags.origin is None else bags.origin
+        return dataclasses.replace(bags, rows=rows, labels=labels, offsets=offsets, anchor=anchor, contrast=None,
+                                   image_ids=None, images=None, origin=origin,
+                                   num_inputs=bags.num_rows if bags.num_inputs is None else bags.num_inputs)
+
     @torch.no_grad()
     def reset(self) -> None:
         """Empties the bank (pointers and fill counts back to 0, entries zeroed)."""
         for name, buffer in self.named_buffers():
             buffer.zero_()
+
+
+def _append_to_bags(rows: Tensor, labels: Tensor, offsets: Tensor, extra_rows: Tensor,
+                    extra_labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Appends ``extra_rows`` [m, D] (with ``extra_labels``) at the end of every bag.
+
+    Returns (rows, labels, offsets, placed): the new rows and labels, the new CSR offsets, and
+    ``placed`` [n], the new position of each original row.
+    """
+    n, m = rows.shape[0], extra_rows.shape[0]
+    num_bags = offsets.shape[0] - 1
+    device = rows.device
+    steps = torch.arange(num_bags + 1, device=device, dtype=torch.int64)
+    new_offsets = offsets.to(torch.int64) + steps * m
+    bag_of_row = torch.repeat_interleave(steps[:-1], offsets[1:] - offsets[:-1], output_size=n)
+    placed = torch.arange(n, device=device) + bag_of_row * m
+    if m == 0 or num_bags == 0:
+        return rows, labels, new_offsets, placed
+    extra_placed = (new_offsets[1:, None] - m + torch.arange(m, device=device)[None, :]).reshape(-1)
+    source = torch.empty(n + num_bags * m, dtype=torch.int64, device=device)
+    source[placed] = torch.arange(n, device=device)
+    source[extra_placed] = n + torch.arange(num_bags * m, device=device)
+    all_rows = torch.cat([rows, extra_rows.repeat(num_bags, 1)])
+    all_labels = torch.cat([labels, extra_labels.repeat(num_bags)])
+    return all_rows[source], all_labels[source], new_offsets, placed

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+
 import torch
 from torch import Tensor, nn
 
-from .functional import Denominator, check_loss_options, contrastive_loss, reduce_loss
-from .nn import ProjectionHead, _resize_classes
+from .bags import Bags
+from .heads import ProjectionHead
+from .options import Denominator, LossOptions, check_positive, check_reduction
+from .reduction import reduce_bags
+from .rows import pixel_rows
 from .sampling import PixelSampler
 
 __all__ = ["MultiScaleContrastiveLoss", "merge_bags"]
@@ -116,16 +120,15 @@ class MultiScaleContrastiveLoss(nn.Module):
         if len(self.cross_scale_weights) != len(pairs):
             raise ValueError(f"MultiScaleContrastiveLoss: {len(pairs)} cross-scale pairs need as many "
                              f"cross_scale_weights, got {len(self.cross_scale_weights)}")
-        if not temperature > 0 or (cross_scale_temperature is not None and not cross_scale_temperature > 0):
-            raise ValueError("MultiScaleContrastiveLoss: temperatures must be > 0")
-        check_loss_options("MultiScaleContrastiveLoss", denominator=denominator, reduction=reduction,
-                           reductions=("mean", "anchor_mean", "sum"))
+        owner = "MultiScaleContrastiveLoss"
+        self.options = LossOptions.checked(owner, temperature=temperature, ignore_index=ignore_index,
+                                           denominator=denominator, self_positive=self_positive)
+        if cross_scale_temperature is not None:
+            check_positive(owner, "cross_scale_temperature", cross_scale_temperature)
+        self.cross_scale_options = self.options.replace(
+            temperature=float(cross_scale_temperature or temperature), self_positive=False)
+        check_reduction(owner, reduction, ("mean", "anchor_mean", "sum"))
         self.heads = nn.ModuleList(ProjectionHead(c, proj_channels, proj_layers) for c in in_channels)
-        self.temperature = float(temperature)
-        self.cross_scale_temperature = float(cross_scale_temperature or temperature)
-        self.ignore_index = int(ignore_index)
-        self.denominator = denominator
-        self.self_positive = bool(self_positive)
         self.reduction = reduction
         self.sampler = None if sampler is None else PixelSampler.from_config(sampler)
         self.detach_cross_scale_contrast = bool(detach_cross_scale_contrast)
@@ -134,27 +137,45 @@ class MultiScaleContrastiveLoss(nn.Module):
     def num_scales(self) -> int:
         return len(self.heads)
 
+    @property
+    def temperature(self) -> float:
+        return self.options.temperature
+
+    @property
+    def cross_scale_temperature(self) -> float:
+        return self.cross_scale_options.temperature
+
+    @property
+    def ignore_index(self) -> int:
+        return self.options.ignore_index
+
+    @property
+    def denominator(self) -> str:
+        return self.options.denominator
+
+    @property
+    def self_positive(self) -> bool:
+        return self.options.self_positive
+
     def extra_repr(self) -> str:
         return (f"weights={self.weights}, cross_scale_pairs={self.cross_scale_pairs}, "
                 f"cross_scale_weights={self.cross_scale_weights}, temperature={self.temperature}, "
                 f"cross_scale_temperature={self.cross_scale_temperature}, denominator={self.denominator!r}, "
                 f"sampler={self.sampler!r}")
 
+    def scale_bags(self, features: Tensor, labels: Tensor, scale: int, predictions: Tensor | None = None
+                   ) -> Bags:
+        """The bags of one scale: projected rows, sampled (one bag per image without a sampler)."""
+        pixels = pixel_rows(self.heads[scale](features), labels, normalize=False)
+        if self.sampler is None:
+            return Bags.of_pixels(pixels, per_image=True)
+        return self.sampler.select(pixels, predictions, self.ignore_index)
+
     def scale_rows(self, features: Tensor, labels: Tensor, scale: int, predictions: Tensor | None = None
                    ) -> tuple[Tensor, Tensor, Tensor]:
         """(rows [n, D], labels [n], bag_offsets) of one scale: projected, sampled."""
-        embeddings = self.heads[scale](features)
-        b, d, h, w = embeddings.shape
-        scale_labels = _resize_classes(labels, (h, w))
-        rows = embeddings.permute(0, 2, 3, 1).reshape(b * h * w, d)
-        flat_labels = scale_labels.reshape(-1)
-        if self.sampler is None:
-            offsets = torch.arange(b + 1, device=rows.device, dtype=torch.int64) * (h * w)
-            return rows, flat_labels, offsets
-        if predictions is not None:
-            predictions = _resize_classes(predictions, (h, w))
-        indices, offsets = self.sampler(scale_labels, predictions, self.ignore_index)
-        return rows[indices], flat_labels[indices], offsets
+        bags = self.scale_bags(features, labels, scale, predictions)
+        return bags.rows, bags.labels, bags.offsets
 
     def forward(self, features: Sequence[Tensor], labels: Tensor, predictions: Tensor | None = None,
                 *, return_terms: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
@@ -169,29 +190,30 @@ class MultiScaleContrastiveLoss(nn.Module):
             if f.dim() != 4 or f.shape[0] != labels.shape[0]:
                 raise ValueError(f"MultiScaleContrastiveLoss: features[{s}] must be [B, C, h, w] with "
                                  f"B = {labels.shape[0]}, got shape {tuple(f.shape)}")
-        sampled = [self.scale_rows(f, labels, s, predictions) for s, f in enumerate(features)]
+        sampled = [self.scale_bags(f, labels, s, predictions) for s, f in enumerate(features)]
         total: Tensor | None = None
         terms: dict[str, Tensor] = {}
-        for s, (rows, row_labels, offsets) in enumerate(sampled):
-            loss, valid = contrastive_loss(
-                rows, row_labels, offsets, temperature=self.temperature, ignore_index=self.ignore_index,
-                denominator=self.denominator, self_positive=self.self_positive)
-            term = reduce_loss(loss, valid, offsets, self.reduction)
+        for s, bags in enumerate(sampled):
+            term = self._term(bags, self.options)
             terms[f"scale{s}"] = term.detach()
             total = self.weights[s] * term if total is None else total + self.weights[s] * term
         for (s, t), weight in zip(self.cross_scale_pairs, self.cross_scale_weights):
-            anchors, anchor_labels, anchor_offsets = sampled[s]
-            contrast, contrast_labels, contrast_offsets = sampled[t]
-            if self.detach_cross_scale_contrast:
-                contrast = contrast.detach()
-            rows, offsets, is_anchor = merge_bags(anchors, anchor_offsets, contrast, contrast_offsets)
-            row_labels, _, _ = merge_bags(anchor_labels, anchor_offsets, contrast_labels, contrast_offsets)
-            loss, valid = contrastive_loss(
-                rows, row_labels, offsets, temperature=self.cross_scale_temperature,
-                ignore_index=self.ignore_index, denominator=self.denominator, self_positive=False,
-                anchor_mask=is_anchor, contrast_mask=~is_anchor)
-            term = reduce_loss(loss, valid, offsets, self.reduction)
+            term = self._term(cross_scale_bags(sampled[s], sampled[t], self.detach_cross_scale_contrast),
+                              self.cross_scale_options)
             terms[f"cross{s}-{t}"] = term.detach()
             total = total + weight * term
         assert total is not None
         return (total, terms) if return_terms else total
+
+    def _term(self, bags: Bags, options: LossOptions) -> Tensor:
+        loss, valid = bags.loss(options)
+        return reduce_bags(loss, valid, bags, self.reduction)
+
+
+def cross_scale_bags(anchors: Bags, contrast: Bags, detach_contrast: bool) -> Bags:
+    """Bag b holds bag b of ``anchors`` (the anchors) followed by bag b of ``contrast`` (the
+    contrast rows: positives and negatives)."""
+    contrast_rows = contrast.rows.detach() if detach_contrast else contrast.rows
+    rows, offsets, is_anchor = merge_bags(anchors.rows, anchors.offsets, contrast_rows, contrast.offsets)
+    labels, _, _ = merge_bags(anchors.labels, anchors.offsets, contrast.labels, contrast.offsets)
+    return Bags(rows, labels, offsets, anchor=is_anchor, contrast=~is_anchor)

@@ -13,6 +13,10 @@ from typing import Any, Literal, Mapping
 import torch
 from torch import Tensor
 
+from ._library import call_op
+from .bags import Bags
+from .rows import PixelRows, resize_classes
+
 Strategy = Literal["uniform", "class_balanced", "hard_easy"]
 
 # Rule parameters of each strategy and their defaults (the public code's values).
@@ -107,11 +111,26 @@ def sample_pixels(
                 f"got {tuple(predictions.shape)}")
     if num_classes is None:  # uniform needs no classes: 0 leaves labels unbounded above
         num_classes = 0 if strategy == "uniform" else _num_classes(labels, ignore_index)
-    return torch.ops.pixcon.sample_pixels(
+    arguments = (
         labels, predictions if strategy == "hard_easy" else None, strategy, int(num_classes),
         int(ignore_index), _as_signed_seed(int(seed)), bool(per_image),
         rule.get("num_samples", 0), rule.get("min_views", 1), rule.get("max_views", 1),
         rule.get("max_total", 0), rule.get("max_samples", 0),
+    )
+    return call_op(torch.ops.pixcon.sample_pixels.default, *arguments)
+
+
+@torch.library.register_fake("pixcon::sample_pixels")
+def _sample_pixels_fake(
+    labels, predictions, strategy, num_classes, ignore_index, seed, per_image,
+    num_samples, min_views, max_views, max_total, max_samples,
+):
+    torch._check(labels.dim() == 3, lambda: "pixcon.sample_pixels: labels must be 3-D [B, H, W]")
+    num_bags = labels.shape[0] if strategy == "uniform" and per_image else 1
+    count = torch.library.get_ctx().new_dynamic_size()
+    return (
+        labels.new_empty((count,), dtype=torch.int64),
+        labels.new_empty((num_bags + 1,), dtype=torch.int64),
     )
 
 
@@ -151,6 +170,16 @@ class PixelSampler:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.rule.items())
         return f"PixelSampler({self.strategy!r}, seed={self.seed}, per_image={self.per_image}, {params})"
+
+    def select(self, pixels: PixelRows, predictions: Tensor | None, ignore_index: int, *,
+               with_images: bool = False) -> Bags:
+        """The bags of the pixels this sampler picks from ``pixels`` (``predictions`` [B, H, W]
+        are resized to the pixels' size when the strategy reads them)."""
+        if predictions is not None and self.uses_predictions:
+            predictions = resize_classes(predictions, pixels.image_size)
+        indices, offsets = self(pixels.label_map, predictions, ignore_index)
+        images = indices // pixels.pixels_per_image if with_images else None
+        return Bags(pixels.rows[indices], pixels.labels[indices], offsets, images=images)
 
     def __call__(self, labels: Tensor, predictions: Tensor | None = None,
                  ignore_index: int = 255) -> tuple[Tensor, Tensor]:

@@ -58,6 +58,12 @@ typedef enum pixcon_isa {
  * [2] |P(i)|. Stored row-major as stats[row * PIXCON_NUM_STATS + k]. */
 #define PIXCON_NUM_STATS 3
 
+/* PIXCON_NUM_STATS, and the accumulation dtype of embeddings of type `embeddings` (the dtype of
+ * losses, statistics and the upstream gradient), for callers that size outputs without compiling
+ * against this header (pixcon's fake kernels read them through ctypes). */
+int pixcon_loss_num_stats(void);
+pixcon_dtype pixcon_loss_accumulation_dtype(pixcon_dtype embeddings);
+
 /* One loss problem: many independent bags of rows in CSR form. */
 typedef struct pixcon_loss_params {
   int64_t num_rows;            /* N */

@@ -1,0 +1,52 @@
+"""The options every loss module passes to the loss op, checked once when the module is built."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal, Sequence
+
+Denominator = Literal["all", "pair"]
+Reduction = Literal["mean", "anchor_mean", "sum", "none"]
+REDUCTIONS: tuple[str, ...] = ("mean", "anchor_mean", "sum", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossOptions:
+    """temperature, ignore_index, denominator and self_positive of ``pixcon.contrastive_loss``."""
+
+    temperature: float = 0.07
+    ignore_index: int = 255
+    denominator: Denominator = "all"
+    self_positive: bool = False
+
+    @classmethod
+    def checked(cls, owner: str, **options: Any) -> LossOptions:
+        """The options, or a ValueError / TypeError naming ``owner`` and the bad option."""
+        made = cls(**options)
+        check_positive(owner, "temperature", made.temperature)
+        if isinstance(made.ignore_index, bool) or not isinstance(made.ignore_index, int):
+            raise TypeError(f"{owner}: ignore_index must be an int, got {made.ignore_index!r}")
+        if made.denominator not in ("all", "pair"):
+            raise ValueError(f'{owner}: denominator must be "all" or "pair", got {made.denominator!r}')
+        return dataclasses.replace(made, temperature=float(made.temperature),
+                                   self_positive=bool(made.self_positive))
+
+    def replace(self, **changes: Any) -> LossOptions:
+        return dataclasses.replace(self, **changes)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def check_positive(owner: str, name: str, value: Any) -> None:
+    """A TypeError unless ``value`` is a real number, a ValueError unless it is finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{owner}: {name} must be a positive finite number, got {value}")
+
+
+def check_reduction(owner: str, reduction: str, allowed: Sequence[str] = REDUCTIONS) -> None:
+    if reduction not in allowed:
+        raise ValueError(f"{owner}: reduction must be one of {tuple(allowed)}, got {reduction!r}")

@@ -1,0 +1,152 @@
+"""The pixel contrastive loss module for [B, D, H, W] features (Zhao et al., ICCV 2021)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping
+
+from torch import Tensor, nn
+
+from .bags import Bags
+from .distributed import gather_bags
+from .memory_bank import PixelMemoryBank
+from .options import Denominator, LossOptions, Reduction, check_positive, check_reduction
+from .reduction import reduce_bags
+from .rows import check_maps, pixel_rows
+from .sampling import PixelSampler
+
+__all__ = ["PixelContrastiveLoss"]
+
+
+class PixelContrastiveLoss(nn.Module):
+    """Pixel-wise label-based contrastive loss (Zhao et al., ICCV 2021) over feature maps.
+
+    Called as ``loss_fn(embeddings [B, D, H, W], labels [B, H', W'])``. With ``size``, the
+    features are resized bilinearly and the labels by nearest neighbour to ``size``; otherwise
+    the labels are resized (nearest) to the features' size. Features are then L2-normalised
+    along D (``normalize=True``) and every pixel is a row: variant "image" contrasts the pixels
+    of each image among themselves, "batch" all pixels of the batch together. The memory is
+    O(pixels * D): full resolution works.
+
+    ``base_temperature`` (ContrastiveSeg) multiplies the loss by temperature / base_temperature.
+
+    ``sampler`` (a ``pixcon.PixelSampler`` or a dict ``{"strategy": ..., **parameters}``): only
+    the pixels it picks from the resized labels become rows, in the bags it returns (which
+    replace ``variant``). ``forward`` then also takes ``predictions`` [B, H', W'] (predicted
+    classes), which "hard_easy" needs.
+
+    ``gather=True`` (under ``torch.distributed``): the rows of every rank (after sampling,
+    ignored pixels dropped) join one batch-wide bag on each rank, in rank order; only this
+    rank's rows are anchors, and gradients reach the other ranks' rows through an autograd
+    all_gather. It needs one bag per batch: ``variant="batch"`` or a sampler returning one bag
+    ("class_balanced", "hard_easy", "uniform" with ``per_image=False``); per-image bags raise
+    ValueError. Sampling stays local to each rank. "mean" and "anchor_mean" divide the sum of
+    this rank's anchor losses by the number of valid anchors of ALL ranks (an all_reduce), so
+    the sum over ranks of the returned losses, and of their gradients, equals the loss of one
+    process holding the whole batch; "sum" is this rank's sum; "none" this rank's per-row
+    losses. DDP averages gradients over ranks, so there the applied gradient is the
+    single-process one divided by the world size (multiply the loss by the world size, or
+    scale the learning rate, to undo it); all_reduce the returned value to log the full loss.
+    Every rank makes the same collective calls even when its batch has no valid pixel. Without
+    an initialised process group, ``gather=True`` changes nothing.
+
+    ``memory_bank`` (a ``pixcon.nn.PixelMemoryBank``): its filled entries join every bag as
+    contrast-only rows (positives and negatives of the anchors, never anchors themselves, no
+    gradient); after the loss is computed, in training mode, the current rows (sampled, not
+    ignored) are enqueued, with their image index for the segment queue (ContrastiveSeg's
+    order). With ``gather=True`` every rank enqueues the gathered rows in rank order, so the
+    banks of all ranks stay identical.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.07,
+        ignore_index: int = 255,
+        variant: Literal["image", "batch"] = "image",
+        denominator: Denominator = "all",
+        self_positive: bool = False,
+        normalize: bool = True,
+        size: tuple[int, int] | None = None,
+        reduction: Reduction = "mean",
+        base_temperature: float | None = None,
+        sampler: PixelSampler | Mapping[str, Any] | None = None,
+        gather: bool = False,
+        memory_bank: PixelMemoryBank | None = None,
+    ) -> None:
+        super().__init__()
+        owner = "PixelContrastiveLoss"
+        self.options = LossOptions.checked(owner, temperature=temperature, ignore_index=ignore_index,
+                                           denominator=denominator, self_positive=self_positive)
+        check_reduction(owner, reduction)
+        if variant not in ("image", "batch"):
+            raise ValueError(f'{owner}: variant must be "image" or "batch", got {variant!r}')
+        if base_temperature is not None:
+            check_positive(owner, "base_temperature", base_temperature)
+        self.variant = variant
+        self.normalize = bool(normalize)
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.reduction = reduction
+        self.base_temperature = base_temperature
+        self.sampler = None if sampler is None else PixelSampler.from_config(sampler)
+        self.gather = bool(gather)
+        if self.gather and not _one_bag(self.variant, self.sampler):
+            raise ValueError(
+                f"{owner}: gather=True joins the rows of every rank into one batch-wide bag, "
+                "but this configuration makes one bag per image (variant=\"image\" or a \"uniform\" sampler "
+                "with per_image=True), whose pixels never contrast with other images, so there is nothing "
+                "to gather; use variant=\"batch\" or a one-bag sampler (\"class_balanced\", \"hard_easy\", "
+                "or \"uniform\" with per_image=False)")
+        if memory_bank is not None and not isinstance(memory_bank, PixelMemoryBank):
+            raise ValueError(f"{owner}: memory_bank must be a pixcon.nn.PixelMemoryBank, "
+                             f"got {type(memory_bank).__name__}")
+        self.memory_bank = memory_bank
+
+    @property
+    def temperature(self) -> float:
+        return self.options.temperature
+
+    @property
+    def ignore_index(self) -> int:
+        return self.options.ignore_index
+
+    @property
+    def denominator(self) -> str:
+        return self.options.denominator
+
+    @property
+    def self_positive(self) -> bool:
+        return self.options.self_positive
+
+    def extra_repr(self) -> str:
+        return (f"temperature={self.temperature}, variant={self.variant!r}, denominator={self.denominator!r}, "
+                f"size={self.size}, reduction={self.reduction!r}, sampler={self.sampler!r}"
+                + (", gather=True" if self.gather else ""))
+
+    def forward(self, embeddings: Tensor, labels: Tensor, predictions: Tensor | None = None) -> Tensor:
+        check_maps("PixelContrastiveLoss", embeddings, labels)
+        pixels = pixel_rows(embeddings, labels, size=self.size, normalize=self.normalize)
+        track_images = self.gather or self.memory_bank is not None
+        if self.sampler is not None:
+            bags = self.sampler.select(pixels, predictions, self.ignore_index, with_images=track_images)
+        else:
+            bags = Bags.of_pixels(pixels, per_image=self.variant == "image", with_images=track_images)
+        if self.gather:
+            bags = gather_bags(bags, self.ignore_index)
+        contributed = bags
+        if self.memory_bank is not None:
+            bags = self.memory_bank.join(bags)
+        loss, valid = bags.loss(self.options)
+        if self.base_temperature is not None:
+            loss = loss * (self.temperature / self.base_temperature)
+        out = reduce_bags(loss, valid, bags, self.reduction)
+        if self.memory_bank is not None and self.training:
+            keep = contributed.labels != self.ignore_index
+            self.memory_bank.enqueue(contributed.rows.detach()[keep], contributed.labels[keep],
+                                     contributed.images[keep])
+        return out
+
+
+def _one_bag(variant: str, sampler: PixelSampler | None) -> bool:
+    """Whether the module makes one bag per batch (what gather=True needs)."""
+    if sampler is None:
+        return variant == "batch"
+    return sampler.strategy != "uniform" or not sampler.per_image
