@@ -6,16 +6,17 @@ These are the baselines of ``benchmarks/sampling_throughput.py``: the three rule
 sampler of Pissas et al. and of the per-image / per-batch uniform sampling of Zhao et al.), written
 from the rules below, not copied from any project.
 
-Every function takes the same inputs as ``pixcon.sample_pixels`` (``labels [B, H, W]`` integers,
-``ignore_index``, ``num_classes``, the rule's parameters) plus an optional ``torch.Generator`` on
-the labels' device:
+``sample_pixels`` takes the same inputs as ``pixcon.sample_pixels`` (``labels [B, H, W]``
+integers, ``ignore_index``, ``num_classes``, ``per_image``, the rule's parameters) plus an
+optional ``torch.Generator`` on the labels' device in place of the seed. Each rule function takes
+the labels, a :class:`Draw` and the rule's parameters:
 
 * ``labels``: ``[B, H, W]`` integer class per pixel;
-* ``per_image``: one bag per image (True) or one bag for the whole batch; only ``uniform`` has
-  the choice, the others accept it for a uniform signature and always return one bag;
-* ``ignore_index``: label of pixels that are never sampled;
-* ``num_classes``: labels must lie in ``[0, num_classes)`` (None: max label + 1);
-* ``generator``: torch RNG on the labels' device (None: the default generator);
+* ``per_image`` (``uniform`` only): one bag per image (True) or one bag for the whole batch; the
+  other rules always return one bag;
+* ``Draw.ignore_index``: label of pixels that are never sampled;
+* ``Draw.num_classes``: labels must lie in ``[0, num_classes)`` (None: max label + 1);
+* ``Draw.generator``: torch RNG on the labels' device (None: the default generator);
 
 and returns the same format:
 
@@ -26,7 +27,7 @@ and returns the same format:
 They draw from torch's RNG, so they follow the same rule as pixcon (the same number of pixels from
 every group) but do not pick the same pixels.
 
-Rules (the issue's spec):
+Rules (those of ``pixcon.sample_pixels``):
 
 * ``uniform(num_samples)``: ``min(num_samples, #valid)`` valid pixels (label != ignore_index) per
   bag, without replacement; one bag per image (``per_image``) or one for the batch.
@@ -42,14 +43,24 @@ Rules (the issue's spec):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["BASELINES", "class_balanced", "hard_easy", "sample_pixels", "uniform"]
+__all__ = ["BASELINES", "Draw", "class_balanced", "hard_easy", "sample_pixels", "uniform"]
 
 Result = Tuple[Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class Draw:
+    """What every rule shares: the ignored label, the number of classes, the RNG."""
+
+    ignore_index: int = 255
+    num_classes: Optional[int] = None
+    generator: Optional[torch.Generator] = None
 
 
 def _check_labels(labels: Tensor, ignore_index: int, num_classes: Optional[int]) -> int:
@@ -110,50 +121,34 @@ def _finish(chunks: List[Tensor], bag_sizes: List[int], device: torch.device) ->
     return indices, offsets.to(device)
 
 
-def uniform(
-    labels: Tensor,
-    *,
-    num_samples: int = 10000,
-    per_image: bool = True,
-    ignore_index: int = 255,
-    num_classes: Optional[int] = None,
-    generator: Optional[torch.Generator] = None,
-) -> Result:
+def uniform(labels: Tensor, draw: Draw = Draw(), *, num_samples: int = 10000,
+            per_image: bool = True) -> Result:
     """Uniform sampling of Zhao et al.: ``min(num_samples, #valid)`` valid pixels per image
     (``per_image``) or per batch, without replacement.
 
     Args:
         num_samples: pixels per bag.
-        labels, per_image, ignore_index, num_classes, generator: see the module docstring.
+        labels, draw, per_image: see the module docstring.
 
     Returns:
         ``(indices, bag_offsets)``, see the module docstring.
     """
-    flat, hw = _flatten(labels, ignore_index, num_classes)
+    flat, hw = _flatten(labels, draw.ignore_index, draw.num_classes)
     if per_image:
         chunks, sizes = [], []
         for image in range(flat.shape[0]):
-            valid = (flat[image] != ignore_index).nonzero().squeeze(1)
-            chosen = _take(valid, num_samples, generator) + image * hw
+            valid = (flat[image] != draw.ignore_index).nonzero().squeeze(1)
+            chosen = _take(valid, num_samples, draw.generator) + image * hw
             chunks.append(chosen)
             sizes.append(int(chosen.numel()))
         return _finish(chunks, sizes, labels.device)
-    valid = (flat.reshape(-1) != ignore_index).nonzero().squeeze(1)
-    chosen = _take(valid, num_samples, generator)
+    valid = (flat.reshape(-1) != draw.ignore_index).nonzero().squeeze(1)
+    chosen = _take(valid, num_samples, draw.generator)
     return _finish([chosen], [int(chosen.numel())], labels.device)
 
 
-def class_balanced(
-    labels: Tensor,
-    *,
-    min_views: int = 5,
-    max_views: int = 2500,
-    max_total: int = 10000,
-    per_image: bool = True,
-    ignore_index: int = 255,
-    num_classes: Optional[int] = None,
-    generator: Optional[torch.Generator] = None,
-) -> Result:
+def class_balanced(labels: Tensor, draw: Draw = Draw(), *, min_views: int = 5,
+                   max_views: int = 2500, max_total: int = 10000) -> Result:
     """Class-balanced sampling in the style of Pissas et al.: the same number ``V`` of pixels
     from every (image, class) pair that has at least ``min_views`` pixels, with
     ``V = min(smallest qualifying count, max_views, max_total // #qualifying)``; one bag.
@@ -162,16 +157,15 @@ def class_balanced(
         min_views: pixels a pair needs to take part.
         max_views: upper bound on ``V``.
         max_total: upper bound on the total, ``V * #qualifying``.
-        labels, per_image, ignore_index, num_classes, generator: see the module docstring.
+        labels, draw: see the module docstring.
 
     Returns:
         ``(indices, bag_offsets)`` with one bag.
     """
-    del per_image
-    flat, hw = _flatten(labels, ignore_index, num_classes)
+    flat, hw = _flatten(labels, draw.ignore_index, draw.num_classes)
     # pass 1: the candidate pixels of every (image, class) pair present in the image
     pairs: List[Tensor] = []
-    for image, c, row in _image_classes(flat, ignore_index):
+    for image, c, row in _image_classes(flat, draw.ignore_index):
         idx = (row == c).nonzero().squeeze(1)
         if idx.numel() >= min_views:
             pairs.append(idx + image * hw)
@@ -180,7 +174,7 @@ def class_balanced(
     smallest = min(int(p.numel()) for p in pairs)
     views = min(smallest, max_views, max_total // len(pairs))
     # pass 2: V random pixels of each qualifying pair
-    chunks = [_take(p, views, generator) for p in pairs] if views > 0 else []
+    chunks = [_take(p, views, draw.generator) for p in pairs] if views > 0 else []
     return _finish(chunks, [views * len(pairs)], labels.device)
 
 
@@ -194,17 +188,8 @@ def _split(n: int, hard: int, easy: int) -> Tuple[int, int]:
     return hard, n - hard
 
 
-def hard_easy(
-    labels: Tensor,
-    predictions: Tensor,
-    *,
-    max_samples: int = 1024,
-    max_views: int = 100,
-    per_image: bool = True,
-    ignore_index: int = 255,
-    num_classes: Optional[int] = None,
-    generator: Optional[torch.Generator] = None,
-) -> Result:
+def hard_easy(labels: Tensor, predictions: Tensor, draw: Draw = Draw(), *,
+              max_samples: int = 1024, max_views: int = 100) -> Result:
     """Hard/easy anchor sampling in the style of ContrastiveSeg: every (image, class) pair with
     more than ``max_views`` pixels takes ``n = min(max_samples // #qualifying, max_views)``
     pixels, split between hard (prediction != label) and easy (prediction == label) pixels by
@@ -214,19 +199,18 @@ def hard_easy(
         predictions: ``[B, H, W]`` predicted class per pixel.
         max_samples: total budget, shared equally by the qualifying pairs.
         max_views: pixels a pair needs more than, and the most it takes.
-        labels, per_image, ignore_index, num_classes, generator: see the module docstring.
+        labels, draw: see the module docstring.
 
     Returns:
         ``(indices, bag_offsets)`` with one bag.
     """
-    del per_image
-    flat, hw = _flatten(labels, ignore_index, num_classes)
+    flat, hw = _flatten(labels, draw.ignore_index, draw.num_classes)
     if predictions is None or predictions.shape != labels.shape:
         raise ValueError("predictions must be a [B, H, W] tensor like labels")
     flat_pred = predictions.reshape(flat.shape)
     # pass 1: the qualifying (image, class) pairs
     qualifying: List[Tuple[int, int]] = [
-        (image, c) for image, c, row in _image_classes(flat, ignore_index)
+        (image, c) for image, c, row in _image_classes(flat, draw.ignore_index)
         if int((row == c).sum()) > max_views]
     if not qualifying:
         return _finish([], [0], labels.device)
@@ -239,8 +223,8 @@ def hard_easy(
         hard_idx = (is_class & (pred != c)).nonzero().squeeze(1)
         easy_idx = (is_class & (pred == c)).nonzero().squeeze(1)
         num_hard, num_easy = _split(n, int(hard_idx.numel()), int(easy_idx.numel()))
-        chunks.append(_take(hard_idx, num_hard, generator) + image * hw)
-        chunks.append(_take(easy_idx, num_easy, generator) + image * hw)
+        chunks.append(_take(hard_idx, num_hard, draw.generator) + image * hw)
+        chunks.append(_take(easy_idx, num_easy, draw.generator) + image * hw)
     return _finish(chunks, [n * len(qualifying)], labels.device)
 
 
@@ -267,10 +251,11 @@ def sample_pixels(
     ``pixcon.sample_pixels`` (``generator`` in place of ``seed``)."""
     if strategy not in BASELINES:
         raise ValueError(f"strategy: unknown {strategy!r}; choose from {sorted(BASELINES)}")
-    common = dict(per_image=per_image, ignore_index=ignore_index, num_classes=num_classes,
-                  generator=generator, **rule_parameters)
+    draw = Draw(ignore_index, num_classes, generator)
+    if strategy == "uniform":
+        return uniform(labels, draw, per_image=per_image, **rule_parameters)
     if strategy == "hard_easy":
         if predictions is None:
             raise ValueError("predictions are required by strategy 'hard_easy'")
-        return hard_easy(labels, predictions, **common)
-    return BASELINES[strategy](labels, **common)
+        return hard_easy(labels, predictions, draw, **rule_parameters)
+    return BASELINES[strategy](labels, draw, **rule_parameters)

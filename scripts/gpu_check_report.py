@@ -27,6 +27,12 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the benchmark harness describes the host and draws the GPU grid's table; its modules import
+# torch only inside the functions that measure, so this runs where torch is missing
+sys.path.insert(0, os.path.join(_ROOT, "benchmarks"))
+from harness.cases import nominal_flops  # noqa: E402
+from harness.machine import cpu_model  # noqa: E402
+from harness.report import gpu_grid_markdown  # noqa: E402
 STATUSES = ("pass", "fail", "skip")
 #: exit status of a step command that decided to skip itself (automake's convention)
 SKIP_EXIT = 77
@@ -86,21 +92,10 @@ def find_compute_sanitizer() -> Optional[str]:
     return None
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def probe_environment(force_no_gpu: Optional[str] = None) -> Dict[str, Any]:
     """What the check runs on: nvidia-smi, nvcc, compute-sanitizer, torch and its GPU, the host;
     ``gpu_available`` says whether the GPU steps can run, ``no_gpu_reason`` why not."""
-    env: Dict[str, Any] = {"host": {"platform": platform.platform(), "cpu": _cpu_model(),
+    env: Dict[str, Any] = {"host": {"platform": platform.platform(), "cpu": cpu_model(),
                                     "logical_cores": os.cpu_count(),
                                     "python": sys.executable}}
     smi = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap,"
@@ -204,26 +199,15 @@ def make_step(index: int, name: str, status: str, seconds: float, exit_code: int
             "error_lines": errors if status == "fail" else [], "output_tail": _tail(output)}
 
 
-def _loss_suite():
-    """benchmarks/loss_suite.py, whose GPU-grid table and flop count the report shares."""
-    bench = os.path.join(_ROOT, "benchmarks")
-    if bench not in sys.path:
-        sys.path.insert(0, bench)
-    import loss_suite
-
-    return loss_suite
-
-
 def benchmark_rows(grid: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The GPU grid's rows as gpu_check.json keeps them, with TFLOP/s = 6 N^2 D / median."""
-    suite = _loss_suite()
     keys = ("impl", "dim", "dtype", "n", "bags", "status", "median_s", "min_s", "runs",
             "peak_bytes", "speedup", "model_s", "note")
     rows = []
     for r in grid.get("rows", []):
         row = {k: r.get(k) for k in keys}
         ok = r.get("status") == "ok" and r.get("median_s")
-        row["tflops"] = (suite.nominal_flops(r["n"], r["dim"], r.get("bags") or 1)
+        row["tflops"] = (nominal_flops(r["n"], r["dim"], r.get("bags") or 1)
                          / r["median_s"] / 1e12) if ok else None
         rows.append(row)
     return rows
@@ -322,7 +306,7 @@ def render_markdown(report: Dict[str, Any], grid: Optional[Dict[str, Any]] = Non
     if grid is not None:
         out += ["", "## Benchmark: the GPU grid (`benchmarks/loss_suite.py --gpu-grid`)", ""]
         try:
-            out.append(_loss_suite().gpu_grid_markdown(grid).rstrip())
+            out.append(gpu_grid_markdown(grid).rstrip())
         except Exception as e:  # noqa: BLE001 - the report is written whatever the suite's state
             out.append(f"The table could not be drawn: {type(e).__name__}: {e}")
     elif report["gpu"]:

@@ -1,6 +1,6 @@
-"""The loss benchmark suite (benchmarks/loss_suite.py): a smoke run writes the JSON and the
-PNGs with rows for every implementation, and its baselines compute the same loss as pixcon
-(float64, small N)."""
+"""The loss benchmark suite (benchmarks/loss_suite.py and its harness): a smoke run writes the
+JSON and the PNGs with rows for every implementation, the one-bag preset writes its own files,
+and the baselines compute the same loss as pixcon (float64, small N)."""
 
 import importlib.util
 import json
@@ -12,6 +12,10 @@ import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+from harness import cases, checks, presets  # noqa: E402
 
 
 def _load(name: str):
@@ -52,20 +56,17 @@ def test_pair_baseline_values_match_the_formula():
 
 def test_supcon_agrees_with_pixcon_all():
     pytest.importorskip("pytorch_metric_learning")
-    suite = _load("loss_suite")
-    assert suite.check_supcon_against_pixcon(n=200, d=16, classes=4, seed=5) < 1e-9
+    assert checks.check_supcon_against_pixcon(n=200, d=16, classes=4, seed=5) < 1e-9
 
 
 def test_batch_offsets_split_evenly():
-    suite = _load("loss_suite")
-    assert suite.bag_offsets(4225, 8) == [0, 528, 1056, 1584, 2112, 2640, 3168, 3696, 4225]
-    assert suite.bag_offsets(10, 1) == [0, 10]
+    assert cases.bag_offsets(4225, 8) == [0, 528, 1056, 1584, 2112, 2640, 3168, 3696, 4225]
+    assert cases.bag_offsets(10, 1) == [0, 10]
 
 
 def test_quick_suite_writes_json_table_and_plots(tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("pytorch_metric_learning")
-    suite = _load("loss_suite")
     cmd = [sys.executable, str(BENCH / "loss_suite.py"), "--quick", "--out-dir", str(tmp_path),
            "--sizes", "96,192", "--dtypes", "float32", "--repeats", "1", "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -75,18 +76,18 @@ def test_quick_suite_writes_json_table_and_plots(tmp_path):
     report = json.loads((tmp_path / "loss_suite_cpu.json").read_text())
     rows = report["rows"]
     for variant in ("single", "batch"):
-        for impl in suite.IMPLS:
+        for impl in cases.IMPLS:
             got = [r for r in rows if r["impl"] == impl and r["variant"] == variant]
             assert sorted(r["n"] for r in got) == [96, 192], (impl, variant)
             assert all(r["status"] == "ok" for r in got), got
             assert all(r["median_s"] > 0 and r["peak_bytes"] >= 0 for r in got)
-    assert {r["bags"] for r in rows if r["variant"] == "batch"} == {suite.BATCH_IMAGES}
+    assert {r["bags"] for r in rows if r["variant"] == "batch"} == {presets.BATCH_IMAGES}
     # every baseline row has its ratio against the matching pixcon denominator
     for r in rows:
-        if r["impl"] in suite.BASELINE_OF:
-            assert r["vs"] == suite.BASELINE_OF[r["impl"]] and r["speedup"] > 0
+        if r["impl"] in cases.BASELINE_OF:
+            assert r["vs"] == cases.BASELINE_OF[r["impl"]] and r["speedup"] > 0
     assert {(h["variant"], h["baseline"]) for h in report["headline"]} == {
-        (v, b) for v in ("single", "batch") for b in suite.BASELINE_OF}
+        (v, b) for v in ("single", "batch") for b in cases.BASELINE_OF}
     assert all(c["ok"] for c in report["checks"].values()), report["checks"]
     assert report["config"]["threads"] == 2
     assert report["machine"]["loadavg_start"] is not None
@@ -98,3 +99,24 @@ def test_quick_suite_writes_json_table_and_plots(tmp_path):
         assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert report["sampling"]["exit_status"] == 0
     assert {r["impl"] for r in report["sampling"]["rows"]} == {"pixcon", "baseline"}
+
+
+def test_one_bag_preset_writes_its_own_json_and_plots(tmp_path):
+    # the quick one-bag benchmark: pixcon "all" against the reference, one bag, D = 256
+    pytest.importorskip("matplotlib")
+    cmd = [sys.executable, str(BENCH / "loss_suite.py"), "--preset", "one-bag", "--quick",
+           "--sizes", "64,128", "--repeats", "1", "--out-dir", str(tmp_path), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    report = json.loads((tmp_path / "loss_one_bag_cpu.json").read_text())
+    assert report["config"]["preset"] == "one-bag-quick" and report["checks"] is None
+    assert report["sampling"] is None
+    rows = report["rows"]
+    assert sorted((r["impl"], r["n"]) for r in rows) == [
+        ("pixcon_all", 64), ("pixcon_all", 128), ("reference", 64), ("reference", 128)]
+    assert all(r["status"] == "ok" and r["dim"] == 256 and r["bags"] == 1 for r in rows), rows
+    assert all(r["memory_method"] == "VmHWM growth after malloc_trim + clear_refs" for r in rows)
+    assert [h["baseline"] for h in report["headline"]] == ["reference"]
+    assert (tmp_path / "loss_one_bag_cpu_D256_single_float32.png").is_file()
+    assert not (tmp_path / "sampling_throughput_cpu.json").exists()

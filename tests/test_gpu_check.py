@@ -1,7 +1,7 @@
 """The parts of the GPU check that run without a GPU: scripts/gpu_check.sh's no-GPU path, its
-report writer (scripts/gpu_check_report.py), and the GPU grid of benchmarks/loss_suite.py (the
-row plan against a GPU memory size, the performance model's arithmetic, the worker loop run on
-the CPU)."""
+report writer (scripts/gpu_check_report.py), and the GPU grid of benchmarks/loss_suite.py in
+benchmarks/harness (the row plan against a GPU memory size, the performance model's arithmetic,
+the worker loop run on the CPU)."""
 
 import importlib.util
 import json
@@ -17,6 +17,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 GIB = 1024.0 ** 3
+if str(ROOT / "benchmarks") not in sys.path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from harness import gpu_grid, gpu_model, presets, runner  # noqa: E402
+from harness.report import add_ratios  # noqa: E402
 
 
 def _load(path: Path, name: str):
@@ -31,11 +36,6 @@ def _load(path: Path, name: str):
 @pytest.fixture(scope="module")
 def report_writer():
     return _load(ROOT / "scripts" / "gpu_check_report.py", "gpu_check_report")
-
-
-@pytest.fixture(scope="module")
-def suite():
-    return _load(ROOT / "benchmarks" / "loss_suite.py", "loss_suite")
 
 
 # ---- the script ----
@@ -192,16 +192,16 @@ def test_a_report_whose_steps_all_passed_exits_0(report_writer, tmp_path):
 
 # ---- the GPU grid of the loss suite ----
 
-def _plan(suite, memory_gib, **kw):
-    args = dict(sizes=suite.GPU_GRID_SIZES, dims=(128, 256), dtypes=suite.GPU_DTYPES,
-                impls=suite.GPU_GRID_IMPLS, usable_bytes=memory_gib * GIB,
-                spec=suite.GPU_SPECS["H100 SXM"], row_timeout=60.0)
+def _plan(memory_gib, **kw):
+    args = dict(sizes=presets.GPU_GRID_SIZES, dims=(128, 256), dtypes=presets.GPU_DTYPES,
+                impls=presets.GPU_GRID_IMPLS, usable_bytes=memory_gib * GIB,
+                spec=gpu_model.GPU_SPECS["H100 SXM"], row_timeout=60.0)
     args.update(kw)
-    return suite.plan_gpu_grid(**args)
+    return gpu_grid.plan_gpu_grid(**args)
 
 
-def test_the_gpu_grid_skips_the_baselines_rows_that_would_not_fit_in_memory(suite):
-    rows = _plan(suite, 72.0)  # an 80 GiB GPU, 90 % usable
+def test_the_gpu_grid_skips_the_baselines_rows_that_would_not_fit_in_memory():
+    rows = _plan(72.0)  # an 80 GiB GPU, 90 % usable
     assert len(rows) == 3 * 2 * 3 * 4
     for r in rows:
         if r["impl"] == "pixcon_all":
@@ -212,32 +212,32 @@ def test_the_gpu_grid_skips_the_baselines_rows_that_would_not_fit_in_memory(suit
             # the reference needs ~43 B per N^2: 174 GiB at N = 66049
             assert r["status"] == "oom" and r["predicted"], r
             assert "GiB usable on the GPU" in r["note"]
-    small = _plan(suite, 8.0)  # 11 GiB predicted for the reference at N = 16641
+    small = _plan(8.0)  # 11 GiB predicted for the reference at N = 16641
     assert {r["n"] for r in small if r["impl"] == "reference" and r["status"] == "oom"} == {
         16641, 66049, 262144}
 
 
-def test_the_gpu_grid_runs_the_baselines_first_and_each_implementation_by_predicted_time(suite):
-    rows = _plan(suite, 72.0)
+def test_the_gpu_grid_runs_the_baselines_first_and_each_implementation_by_predicted_time():
+    rows = _plan(72.0)
     order = [r["impl"] for r in rows]
-    assert order == sorted(order, key=suite.GPU_GRID_IMPLS.index)
+    assert order == sorted(order, key=presets.GPU_GRID_IMPLS.index)
     pixcon = [r["predicted_s"] for r in rows if r["impl"] == "pixcon_all"]
     assert pixcon == sorted(pixcon)
 
 
-def test_the_gpu_grid_marks_an_unavailable_implementation_not_run(suite):
-    rows = _plan(suite, 72.0, unavailable={"supcon": "not run: pytorch-metric-learning is not "
+def test_the_gpu_grid_marks_an_unavailable_implementation_not_run():
+    rows = _plan(72.0, unavailable={"supcon": "not run: pytorch-metric-learning is not "
                                                      "installed"})
     supcon = [r for r in rows if r["impl"] == "supcon"]
     assert supcon and all(r["status"] == "not_run" and "pytorch-metric-learning" in r["note"]
                           for r in supcon)
 
 
-def test_the_model_of_the_fused_kernels_is_the_documented_arithmetic(suite):
+def test_the_model_of_the_fused_kernels_is_the_documented_arithmetic():
     # benchmarks/README.md's worked example: N = 66049, D = 256, bfloat16, H100 SXM
     n, d = 66049, 256
-    spec = suite.GPU_SPECS["H100 SXM"]
-    m = suite.fused_model(n, d, "bfloat16", spec)
+    spec = gpu_model.GPU_SPECS["H100 SXM"]
+    m = gpu_model.fused_model(n, d, "bfloat16", spec)
     fwd, bwd = m["forward"], m["backward"]
     assert fwd["flops"] == 2 * n * n * d and bwd["flops"] == 4 * n * n * d
     assert fwd["exps"] == n * n and bwd["exps"] == 2 * n * n
@@ -251,39 +251,39 @@ def test_the_model_of_the_fused_kernels_is_the_documented_arithmetic(suite):
     assert fwd["bound"] == bwd["bound"] == "l2"
     assert m["seconds"] == pytest.approx((fwd["l2_bytes"] + bwd["l2_bytes"]) / 7e12 / 0.35)
     # anchor rows too large for shared memory are streamed with every tile
-    wide = suite.fused_model(n, 4096, "bfloat16", spec)
+    wide = gpu_model.fused_model(n, 4096, "bfloat16", spec)
     assert wide["forward"]["l2_bytes"] == pytest.approx(n * n / 4096 * 128 * 4096 * 2 + n * 4096 * 2)
     # strict float32 runs on the FMA pipe: 6 N^2 D at 67 TFLOP/s
-    strict = suite.fused_model(n, d, "float32", spec)
+    strict = gpu_model.fused_model(n, d, "float32", spec)
     assert strict["forward"]["bound"] == strict["backward"]["bound"] == "tensor"
     assert strict["seconds"] == pytest.approx(6 * n * n * d / 67e12 / 0.35)
 
 
-def test_the_gpu_grid_loop_runs_one_worker_per_implementation(suite):
+def test_the_gpu_grid_loop_runs_one_worker_per_implementation():
     # the GPU loop on the CPU (device="cpu"): every row measured, pixcon's speed-up per baseline row
-    rows = _plan(suite, 8.0, sizes=(64, 128), dims=(8,), dtypes=("float32",),
+    rows = _plan(8.0, sizes=(64, 128), dims=(8,), dtypes=("float32",),
                  impls=("pixcon_all", "reference"))
-    suite.run_gpu_rows(rows, spec=suite.GPU_SPECS["H100 SXM"], usable_bytes=8 * GIB,
+    gpu_grid.run_gpu_rows(rows, spec=gpu_model.GPU_SPECS["H100 SXM"], usable_bytes=8 * GIB,
                        row_timeout=120.0, deadline=time.monotonic() + 300, repeats=2, warmup=1,
                        time_budget=2.0, long_step=10.0, seed=0, threads=1,
-                       worker=suite._GpuWorker(), device="cpu")
-    suite.add_ratios(rows)
+                       worker=runner.PersistentWorker(), device="cpu")
+    add_ratios(rows)
     assert [r["status"] for r in rows] == ["ok"] * 4, [r.get("note") for r in rows]
     assert all(r["median_s"] > 0 and r["tflops"] > 0 and r["valid_anchors"] > 0 for r in rows)
     assert all(r["speedup"] > 0 for r in rows if r["impl"] == "reference")
 
 
-def test_the_gpu_grid_skips_the_larger_n_of_a_failed_series_and_rows_past_the_budget(suite):
-    rows = _plan(suite, 8.0, sizes=(64, 128), dims=(8,), dtypes=("float32",),
+def test_the_gpu_grid_skips_the_larger_n_of_a_failed_series_and_rows_past_the_budget():
+    rows = _plan(8.0, sizes=(64, 128), dims=(8,), dtypes=("float32",),
                  impls=("reference", "pixcon_all"))
     for r in rows:
         if r["impl"] == "reference":
             r["dtype"] = "no_such_dtype"  # fails in the worker when it makes the inputs
-    common = dict(spec=suite.GPU_SPECS["H100 SXM"], usable_bytes=8 * GIB, row_timeout=120.0,
+    common = dict(spec=gpu_model.GPU_SPECS["H100 SXM"], usable_bytes=8 * GIB, row_timeout=120.0,
                   repeats=1, warmup=0, time_budget=1.0, long_step=10.0, seed=0, threads=1,
-                  worker=suite._GpuWorker(), device="cpu")
-    suite.run_gpu_rows(rows[:2], deadline=time.monotonic() + 300, **common)
+                  worker=runner.PersistentWorker(), device="cpu")
+    gpu_grid.run_gpu_rows(rows[:2], deadline=time.monotonic() + 300, **common)
     assert rows[0]["status"] == "error" and "no_such_dtype" in rows[0]["note"]
     assert rows[1]["status"] == "error" and rows[1]["note"] == "not run: error at N=64"
-    suite.run_gpu_rows(rows[2:], deadline=time.monotonic() - 1, **common)
+    gpu_grid.run_gpu_rows(rows[2:], deadline=time.monotonic() - 1, **common)
     assert all(r["status"] == "not_run" and "left of the budget" in r["note"] for r in rows[2:])

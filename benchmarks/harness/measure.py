@@ -1,0 +1,91 @@
+"""One configuration of the loss, measured inside its own process (``runner`` starts it).
+
+The spec names the implementation, N, D, dtype, device, bags, threads, temperature, seed and
+the run counts. In the process: the inputs, then a tiny warm-up step (N <= 64) that starts the
+thread pools, loads the kernels and the CUDA context; then the peak-memory baseline
+(``memory.PeakMemory``), ``warmup`` untimed steps and up to ``repeats`` timed ones, with no
+further repeat once the timed ones used ``time_budget`` seconds. The result has the median and
+every time, the peak, the nominal GFLOP/s and what the last step computed.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+from typing import Any, Dict, List
+
+from .cases import CLASSES, bag_offsets, make_inputs, make_step, nominal_flops
+from .memory import PeakMemory, limit_address_space
+from .timing import timed_call
+
+
+def _prepare(spec: Dict[str, Any], cuda: bool) -> None:
+    import torch
+
+    torch.set_num_threads(int(spec["threads"]))
+    if cuda:
+        # one global switch that pixcon.contrastive_loss and the baselines' matmuls all follow
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if spec["dtype"] == "tf32" else "ieee"
+    else:
+        limit_address_space(spec.get("memory_limit_bytes"))
+
+
+def _warm_up(spec: Dict[str, Any]) -> None:
+    """One step at N <= 64 (at most 4 bags): thread pools, kernels, the CUDA context."""
+    m = min(int(spec["n"]), 64)
+    z, y = make_inputs(m, int(spec["dim"]), spec["dtype"], int(spec["seed"]) + 1, spec["device"],
+                       int(spec.get("classes", CLASSES)))
+    make_step(spec["impl"], bag_offsets(m, min(int(spec["bags"]), 4)), float(spec["temperature"]),
+              spec["device"])(z, y)
+
+
+def _timed_runs(step, z, y, spec: Dict[str, Any], cuda: bool):
+    """The warm-up times, the timed runs' times and the last step's output."""
+    def once():
+        z.grad = None
+        return step(z, y)
+
+    warm = [timed_call(once, cuda) for _ in range(int(spec["warmup"]))]
+    times: List[float] = []
+    out = warm[-1][1] if warm else None
+    for _ in range(int(spec["repeats"])):
+        if times and sum(times) + statistics.median(times) > float(spec["time_budget"]):
+            break
+        t, out = timed_call(once, cuda)
+        times.append(t)
+    return [t for t, _ in warm], times, out
+
+
+def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Times one configuration and measures its peak memory (call in a fresh process)."""
+    import torch
+
+    n, d, bags = int(spec["n"]), int(spec["dim"]), int(spec["bags"])
+    cuda = spec["device"].startswith("cuda")
+    _prepare(spec, cuda)
+    step = make_step(spec["impl"], bag_offsets(n, bags), float(spec["temperature"]),
+                     spec["device"])
+    z, y = make_inputs(n, d, spec["dtype"], int(spec["seed"]), spec["device"],
+                       int(spec.get("classes", CLASSES)))
+    _warm_up(spec)
+    gc.collect()
+    memory = PeakMemory(cuda)
+    memory.start()
+    warm, times, (loss_sum, valid) = _timed_runs(step, z, y, spec, cuda)
+    peak = memory.peak_bytes()
+    med = statistics.median(times)
+    return {
+        "status": "ok",
+        "median_s": med,
+        "min_s": min(times),
+        "times_s": times,
+        "warmup_times_s": warm,
+        "runs": len(times),
+        "peak_bytes": peak,
+        "memory_method": memory.method,
+        "gflops_nominal": nominal_flops(n, d, bags) / med / 1e9,
+        "num_threads": torch.get_num_threads(),
+        "valid_anchors": int(valid.item()),
+        "loss_sum": float(loss_sum.float().item()),
+        "grad_finite": bool(z.grad is not None and torch.isfinite(z.grad).all().item()),
+    }
