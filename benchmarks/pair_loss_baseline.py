@@ -1,7 +1,7 @@
 """The per-pair contrastive loss the way public segmentation code computes it (a baseline).
 
 Written from the formula, not copied from any project. The per-pair ("pair") denominator of
-the official code of Zhao et al., used by ContrastiveSeg and Pissas et al. (DESIGN.md, section 2)
+the official code of Zhao et al., used by ContrastiveSeg and Pissas et al. (docs/design.md section 2.2)
 is, for an anchor i with positives P(i) and negatives N(i) (rows of the same bag, j != i),
 
     l_i = mean_{p in P(i)} [ log(exp(s_ip) + sum_{n in N(i)} exp(s_in)) - s_ip ],

@@ -1,6 +1,6 @@
 """The pure-PyTorch reference (pixcon.reference) against independent sources:
 pytorch-metric-learning's SupConLoss, hand-computed tiny cases and a literal
-loop-by-loop transcription of the spec (DESIGN.md section 2)."""
+loop-by-loop transcription of the spec (docs/design.md section 2)."""
 
 from __future__ import annotations
 

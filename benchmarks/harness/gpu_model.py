@@ -28,7 +28,7 @@ GPU_SPECS = {
 #: achievable fractions of the peak rates: FlashAttention-2 reaches ~35 % of an H100 with the
 #: same tile shape on mma.sync-class instructions (WMMA here), FlashAttention-3 ~75 % with wgmma
 MODEL_FRACTIONS = {"expected": 0.35, "best": 0.75}
-#: the fused kernels' shape (DESIGN.md 3b): rows per CTA, columns per tile, the k-chunk D is
+#: the fused kernels' shape (docs/design.md section 3b.5): rows per CTA, columns per tile, the k-chunk D is
 #: padded to, the widest gradient chunk of a backward CTA; CTAs resident per SM is an assumption
 TILE_ROWS, TILE_COLS, K_CHUNK, GRAD_CHUNK, CTAS_PER_SM = 64, 64, 32, 256, 2
 

@@ -1,5 +1,5 @@
 /* What every fused kernel reads: one parameter struct passed by value (as flash-attention's
- * Flash_fwd_params), the per-row keys and sides of DESIGN.md section 2, the (bag, row tile) lookup in
+ * Flash_fwd_params), the per-row keys and sides of docs/design.md section 2, the (bag, row tile) lookup in
  * the device work list, and the mergeable online log-sum-exp.
  * Cost: O(log B) per CTA for the lookup, O(1) per pair for the predicates.
  */
@@ -41,7 +41,7 @@ struct FusedArgs {
   void *grad;
 };
 
-/* A row's part in the sets of DESIGN.md section 2. */
+/* A row's part in the sets of docs/design.md section 2.1. */
 struct Key {
   int64_t label, image;
   unsigned flags;

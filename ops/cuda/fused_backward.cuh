@@ -1,4 +1,4 @@
-/* Backward of the fused loss (DESIGN.md section 3b): a CTA owns kRows rows I of one bag and the
+/* Backward of the fused loss (docs/design.md section 3b.4): a CTA owns kRows rows I of one bag and the
  * gradient columns [d0, d0 + kGradCols) (blockIdx.y), and sweeps every column tile J of the bag:
  * recompute S_IJ, turn it in place into the weights
  *   w_ij = g_i dl_i/ds_ij + g_j dl_j/ds_ji      (both sides' saved statistics; s is symmetric)

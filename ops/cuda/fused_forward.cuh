@@ -1,4 +1,4 @@
-/* Forward of the fused loss (DESIGN.md section 3b): a CTA owns kRows anchor rows of one bag and
+/* Forward of the fused loss (docs/design.md section 3b.3): a CTA owns kRows anchor rows of one bag and
  * sweeps the bag's column tiles; each kRows x kCols similarity tile (tile_math.cuh) is folded at once
  * into per-row state: online log-sum-exp of the denominator set, positive sum and count. "pair"
  * sweeps a second time for sum_p softplus(NL - s_ip) and sum_p sigmoid(NL - s_ip). kFoldLanes

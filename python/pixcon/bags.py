@@ -60,10 +60,14 @@ class Bags:
     def num_rows(self) -> int:
         return self.rows.shape[0]
 
+    def row_arguments(self) -> dict[str, Tensor | None]:
+        """The per-row keyword arguments of ``pixcon.contrastive_loss`` (and of
+        ``pixcon.reference.contrastive_loss``) these bags give."""
+        return {"anchor_mask": self.anchor, "contrast_mask": self.contrast, "image_ids": self.image_ids}
+
     def loss(self, options: LossOptions) -> tuple[Tensor, Tensor]:
         """(loss [n], valid [n]) of ``pixcon.contrastive_loss`` over these bags."""
-        return contrastive_loss(self.rows, self.labels, self.offsets, **options.as_kwargs(),
-                                anchor_mask=self.anchor, contrast_mask=self.contrast, image_ids=self.image_ids)
+        return contrastive_loss(self.rows, self.labels, self.offsets, **options.as_kwargs(), **self.row_arguments())
 
     def on_inputs(self, values: Tensor) -> Tensor:
         """Per-row ``values`` [n] of these bags as values of the caller's rows (0 where a caller's

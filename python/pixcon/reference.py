@@ -6,7 +6,7 @@ only meant for small bags (a few thousand rows at most).  It deliberately
 imports nothing but the standard library and ``torch`` -- in particular not the
 compiled pixcon library -- so that a bug in the kernels cannot leak into it.
 
-Semantics (see DESIGN.md, section 2):
+Semantics (see docs/design.md section 2):
 
 * A row whose label equals ``ignore_index`` is neither an anchor nor a
   contrast row.  ``anchor(i) = anchor_mask[i] and y_i != ignore`` and

@@ -8,7 +8,7 @@ gives the same pixels on CPU and GPU and with any number of threads.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Optional
 
 import torch
 from torch import Tensor
@@ -48,8 +48,9 @@ def _rule(strategy: str, parameters: Mapping[str, Any]) -> dict[str, int]:
 
 
 def _num_classes(labels: Tensor, ignore_index: int) -> int:
-    kept = labels[labels != ignore_index]
-    return int(kept.max().item()) + 1 if kept.numel() else 0
+    if labels.numel() == 0:
+        return 0
+    return int(torch.where(labels != ignore_index, labels, -1).max().item()) + 1
 
 
 def _as_signed_seed(seed: int) -> int:
@@ -64,7 +65,7 @@ def sample_pixels(
     *,
     predictions: Tensor | None = None,
     ignore_index: int = 255,
-    seed: int = 0,
+    seed: int | None = 0,
     per_image: bool = True,
     num_classes: int | None = None,
     **rule_parameters: int,
@@ -89,7 +90,8 @@ def sample_pixels(
             means the largest such label + 1 (one host synchronisation), or, for "uniform",
             only that labels are >= 0.
         seed: any integer (taken modulo 2^64); the same seed gives the same pixels on every
-            device and thread count.
+            device and thread count. None draws one from torch's default CPU generator (so
+            ``torch.manual_seed`` makes it reproducible, compiled or not).
 
     Returns:
         (indices, bag_offsets): int64 flat indices into B*H*W, ascending within each bag, and
@@ -109,29 +111,61 @@ def sample_pixels(
             raise ValueError(
                 f"pixcon.sample_pixels: predictions must have the shape of labels {tuple(labels.shape)}, "
                 f"got {tuple(predictions.shape)}")
-    if num_classes is None:  # uniform needs no classes: 0 leaves labels unbounded above
-        num_classes = 0 if strategy == "uniform" else _num_classes(labels, ignore_index)
-    arguments = (
-        labels, predictions if strategy == "hard_easy" else None, strategy, int(num_classes),
-        int(ignore_index), _as_signed_seed(int(seed)), bool(per_image),
+    infer_classes = num_classes is None and strategy != "uniform"  # uniform needs no classes:
+    arguments = (                                                  # 0 leaves labels unbounded above
+        labels, predictions if strategy == "hard_easy" else None, strategy,
+        -1 if infer_classes else int(num_classes or 0), int(ignore_index),
+        0 if seed is None else _as_signed_seed(int(seed)), bool(per_image),
         rule.get("num_samples", 0), rule.get("min_views", 1), rule.get("max_views", 1),
         rule.get("max_total", 0), rule.get("max_samples", 0),
     )
+    if infer_classes or seed is None:
+        return _sample_pixels_resolving(*arguments, draw_seed=seed is None)
     return call_op(torch.ops.pixcon.sample_pixels.default, *arguments)
 
 
-@torch.library.register_fake("pixcon::sample_pixels")
-def _sample_pixels_fake(
-    labels, predictions, strategy, num_classes, ignore_index, seed, per_image,
-    num_samples, min_views, max_views, max_total, max_samples,
-):
+def _draw_seed() -> int:
+    return int(torch.randint(0, 1 << 62, (1,)).item())
+
+
+# A seed drawn from torch's generator and a class count read from the labels are values of the
+# data, which the sampling op takes as plain ints: traced by torch.compile they would be guarded
+# on, or drawn by the compiler's own generator. This op resolves them when it runs (eagerly, also
+# inside a compiled graph), so a compiled loss samples the pixels the eager one does under the same
+# torch.manual_seed.
+@torch.library.custom_op("pixcon::sample_pixels_resolving", mutates_args=())
+def _sample_pixels_resolving(
+    labels: Tensor, predictions: Optional[Tensor], strategy: str, num_classes: int, ignore_index: int,
+    seed: int, per_image: bool, num_samples: int, min_views: int, max_views: int, max_total: int,
+    max_samples: int, draw_seed: bool,
+) -> tuple[Tensor, Tensor]:
+    """``pixcon::sample_pixels`` with ``num_classes`` -1 meaning the largest label + 1 and
+    ``draw_seed`` a seed drawn from torch's default generator."""
+    if num_classes < 0:
+        num_classes = _num_classes(labels, ignore_index)
+    if draw_seed:
+        seed = _draw_seed()
+    return call_op(torch.ops.pixcon.sample_pixels.default, labels, predictions, strategy, num_classes,
+                   ignore_index, seed, per_image, num_samples, min_views, max_views, max_total, max_samples)
+
+
+def _sampled_like(labels: Tensor, strategy: str, per_image: bool) -> tuple[Tensor, Tensor]:
+    """Fake outputs of the sampling ops: indices of a data-dependent count, and the offsets."""
     torch._check(labels.dim() == 3, lambda: "pixcon.sample_pixels: labels must be 3-D [B, H, W]")
     num_bags = labels.shape[0] if strategy == "uniform" and per_image else 1
     count = torch.library.get_ctx().new_dynamic_size()
-    return (
-        labels.new_empty((count,), dtype=torch.int64),
-        labels.new_empty((num_bags + 1,), dtype=torch.int64),
-    )
+    return (labels.new_empty((count,), dtype=torch.int64), labels.new_empty((num_bags + 1,), dtype=torch.int64))
+
+
+@_sample_pixels_resolving.register_fake
+def _sample_pixels_resolving_fake(labels, predictions, strategy, num_classes, ignore_index, seed, per_image,
+                                  *rule_and_draw):
+    return _sampled_like(labels, strategy, per_image)
+
+
+@torch.library.register_fake("pixcon::sample_pixels")
+def _sample_pixels_fake(labels, predictions, strategy, num_classes, ignore_index, seed, per_image, *rule):
+    return _sampled_like(labels, strategy, per_image)
 
 
 class PixelSampler:
@@ -183,9 +217,6 @@ class PixelSampler:
 
     def __call__(self, labels: Tensor, predictions: Tensor | None = None,
                  ignore_index: int = 255) -> tuple[Tensor, Tensor]:
-        seed = self.seed
-        if seed is None:
-            seed = int(torch.randint(0, 1 << 62, (1,)).item())
         return sample_pixels(labels, self.strategy, predictions=predictions, ignore_index=ignore_index,
-                             seed=seed, per_image=self.per_image, num_classes=self.num_classes,
+                             seed=self.seed, per_image=self.per_image, num_classes=self.num_classes,
                              **self.rule)

@@ -15,9 +15,11 @@ import torch
 
 import pixcon
 from pixcon import reference
+from pixcon.bags import Bags
+from pixcon.options import LossOptions
 
 
-def _problem(n: int, d: int, seed: int):
+def _problem(n: int, d: int, seed: int, with_masks: bool) -> Bags:
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, d, generator=g, dtype=torch.float64)
     z = torch.nn.functional.normalize(z, dim=1).requires_grad_()
@@ -25,12 +27,9 @@ def _problem(n: int, d: int, seed: int):
     y[torch.rand(n, generator=g) < 0.1] = 255
     cuts = torch.sort(torch.randint(0, n + 1, (2,), generator=g)).values
     offsets = torch.cat([torch.tensor([0]), cuts, torch.tensor([n])]).to(torch.int64)
-    extras = {
-        "anchor_mask": torch.rand(n, generator=g) < 0.8,
-        "contrast_mask": torch.rand(n, generator=g) < 0.8,
-        "image_ids": torch.randint(0, 2, (n,), generator=g),
-    }
-    return z, y, offsets, extras
+    masked = Bags(z, y, offsets, anchor=torch.rand(n, generator=g) < 0.8,
+                  contrast=torch.rand(n, generator=g) < 0.8, image_ids=torch.randint(0, 2, (n,), generator=g))
+    return masked if with_masks else Bags(z, y, offsets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,13 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     worst = 0.0
     for seed, (denominator, self_positive, masked) in enumerate(
             itertools.product(("all", "pair"), (False, True), (False, True))):
-        z, y, offsets, extras = _problem(args.rows, args.dim, seed)
-        options = dict(temperature=0.07, denominator=denominator, self_positive=self_positive,
-                       **(extras if masked else {}))
+        bags = _problem(args.rows, args.dim, seed, masked)
+        z = bags.rows
+        options = LossOptions(temperature=0.07, denominator=denominator, self_positive=self_positive)
         g = torch.randn(args.rows, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-        loss, valid = pixcon.contrastive_loss(z, y, offsets, **options)
+        loss, valid = bags.loss(options)
         (grad,) = torch.autograd.grad((loss * g).sum(), z)
-        ref_loss, ref_valid = reference.contrastive_loss(z, y, offsets, **options)
+        ref_loss, ref_valid = reference.contrastive_loss(z, bags.labels, bags.offsets, **options.as_kwargs(),
+                                                         **bags.row_arguments())
         (ref_grad,) = torch.autograd.grad((ref_loss * g).sum(), z)
         loss_err = ((loss - ref_loss).abs().max() / ref_loss.abs().max().clamp(min=1)).item()
         grad_err = ((grad - ref_grad).abs().max() / ref_grad.abs().max().clamp(min=1)).item()

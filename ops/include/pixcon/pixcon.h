@@ -3,7 +3,7 @@
  *
  * Pure C, no framework types. The caller owns every buffer (outputs and the
  * workspace); kernels never allocate and report failure through a status code.
- * The mathematics is in DESIGN.md section 2; in short, for an anchor row i of a bag,
+ * The mathematics is in docs/design.md section 2; in short, for an anchor row i of a bag,
  *   s_ij = z_i . z_j / temperature
  *   P(i) = contrast rows j != i of the bag with y_j == y_i   (+ i itself if self_positive)
  *   N(i) = contrast rows j of the bag with y_j != y_i        (and image_j == image_i, if given)

@@ -1,5 +1,5 @@
 /* pixcon CUDA C API: the fused contrastive loss of pixcon.h, forward and backward, on the GPU.
- * Fused kernels in the FlashAttention shape (DESIGN.md section 3b): similarities are computed tile by
+ * Fused kernels in the FlashAttention shape (docs/design.md section 3b): similarities are computed tile by
  * tile in shared memory and folded at once, never written to global memory.
  * Cost per bag of n rows: forward n^2 D multiply-adds ("pair": 2 n^2 D) and ~n^2 exps; backward
  * 2 n^2 D multiply-adds (more for D > 256) and ~2 n^2 exps. Memory: the workspace, O(N D + N + B).
@@ -8,7 +8,7 @@
  * Pure C; includable without the CUDA headers (the stream is the CUDA runtime's opaque struct type,
  * declared here by name).
  *
- * Semantics are exactly those of pixcon.h / DESIGN.md section 2: same per-row loss, valid flag,
+ * Semantics are exactly those of pixcon.h / docs/design.md section 2: same per-row loss, valid flag,
  * statistics layout (stats[row * PIXCON_NUM_STATS + k]) and gradient.
  *
  * The data contract:

@@ -1,5 +1,5 @@
 /*
- * pixcon C API: pixel sampling for the contrastive loss (DESIGN.md section 4).
+ * pixcon C API: pixel sampling for the contrastive loss (docs/design.md section 4).
  *
  * Given labels [B, H*W] (and, for hard/easy mining, the predicted classes), pick flat pixel
  * indices into B*H*W and group them into bags (CSR offsets) for pixcon_loss_params.
