@@ -2,11 +2,10 @@
 // its backward, the one function that turns their arguments into the C API's pixcon_loss_params,
 // and the entry points every backend's kernels are registered through (registration.cpp).
 //
-// A backend (loss_cpu.h, loss_cuda.h) is a class constructed from the LossProblem of one call; it
-// runs the C API's own checks for its device and offers forward_workspace(), forward(out, ws),
-// backward_workspace() and backward(in, grad, ws). Adding an option of the loss touches this file
-// only (the schema, LossArgs, the two entry points, fill_params), not the backends
-// (docs/design.md §6).
+// A backend (loss_cpu.cpp, loss_cuda.cpp) is a table of the device's C entry points behind one
+// LossBackend; the entry points are templates over it. Adding an option of the loss touches this
+// file only (the schema, LossArgs, the two entry points, fill_params), not the backends
+// (docs/design.md section 6).
 #pragma once
 
 #include <cstddef>
@@ -93,35 +92,49 @@ BackwardInputs backward_inputs(const LossProblem& q, const Tensor& grad_loss, co
 Tensor empty_gradient(const LossProblem& q);
 Tensor empty_workspace(const LossProblem& q, size_t bytes);
 
-template <class Backend>
+// One device's C entry points. `check` runs the C API's own checks for the device (and sets what
+// the device takes from torch: threads); the others size and run the two passes.
+struct LossBackend {
+  void (*check)(LossProblem& q);
+  size_t (*forward_workspace)(const LossProblem& q);
+  void (*forward)(const LossProblem& q, const ForwardOutputs& out, const Tensor& ws);
+  size_t (*backward_workspace)(const LossProblem& q);
+  void (*backward)(const LossProblem& q, const BackwardInputs& in, const Tensor& grad,
+                   const Tensor& ws);
+};
+
+extern const LossBackend kCpuLoss;   // loss_cpu.cpp, in libpixcon.so
+extern const LossBackend kCudaLoss;  // loss_cuda.cpp, in libpixcon_cuda.so
+
+template <const LossBackend& backend>
 std::tuple<Tensor, Tensor, Tensor> contrastive_loss(
     Tensor embeddings, Tensor labels, Tensor bag_offsets, std::optional<Tensor> anchor_mask,
     std::optional<Tensor> contrast_mask, std::optional<Tensor> image_ids, double temperature,
     int64_t ignore_index, std::string_view denominator, bool self_positive, bool allow_tf32) {
-  Backend backend(make_loss_problem(
+  LossProblem q = make_loss_problem(
       "pixcon.contrastive_loss",
       {embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids, temperature,
-       ignore_index, denominator, self_positive, allow_tf32}));
-  ForwardOutputs out = empty_forward_outputs(backend.problem());
-  Tensor ws = empty_workspace(backend.problem(), backend.forward_workspace());
-  backend.forward(out, ws);
+       ignore_index, denominator, self_positive, allow_tf32});
+  backend.check(q);
+  ForwardOutputs out = empty_forward_outputs(q);
+  backend.forward(q, out, empty_workspace(q, backend.forward_workspace(q)));
   return {out.loss, out.valid, out.stats};
 }
 
-template <class Backend>
+template <const LossBackend& backend>
 Tensor contrastive_loss_backward(
     Tensor grad_loss, Tensor embeddings, Tensor labels, Tensor bag_offsets,
     std::optional<Tensor> anchor_mask, std::optional<Tensor> contrast_mask,
     std::optional<Tensor> image_ids, Tensor stats, double temperature, int64_t ignore_index,
     std::string_view denominator, bool self_positive, bool allow_tf32) {
-  Backend backend(make_loss_problem(
+  LossProblem q = make_loss_problem(
       "pixcon.contrastive_loss_backward",
       {embeddings, labels, bag_offsets, anchor_mask, contrast_mask, image_ids, temperature,
-       ignore_index, denominator, self_positive, allow_tf32}));
-  BackwardInputs in = backward_inputs(backend.problem(), grad_loss, stats);
-  Tensor grad = empty_gradient(backend.problem());
-  Tensor ws = empty_workspace(backend.problem(), backend.backward_workspace());
-  backend.backward(in, grad, ws);
+       ignore_index, denominator, self_positive, allow_tf32});
+  backend.check(q);
+  BackwardInputs in = backward_inputs(q, grad_loss, stats);
+  Tensor grad = empty_gradient(q);
+  backend.backward(q, in, grad, empty_workspace(q, backend.backward_workspace(q)));
   return grad;
 }
 

@@ -4,22 +4,27 @@
 // are registered from Python (python/pixcon/_loss_op.py, python/pixcon/sampling.py).
 #include <torch/csrc/stable/library.h>
 
+#include "loss_op.h"
 #include "sample_ops.h"
+
+namespace pixcon_shim {
+
+template <const LossBackend& loss, auto sample_pixels>
+void register_kernels(torch::stable::detail::StableLibrary& m) {
+  m.impl("contrastive_loss", TORCH_BOX(&contrastive_loss<loss>));
+  m.impl("contrastive_loss_backward", TORCH_BOX(&contrastive_loss_backward<loss>));
+  m.impl("sample_pixels", TORCH_BOX(sample_pixels));
+}
+
+}  // namespace pixcon_shim
 
 #ifdef PIXCON_REGISTER_CUDA
 
-#include "loss_cuda.h"
-
 STABLE_TORCH_LIBRARY_IMPL(pixcon, CUDA, m) {
-  using pixcon_shim::CudaLoss;
-  m.impl("contrastive_loss", TORCH_BOX(&pixcon_shim::contrastive_loss<CudaLoss>));
-  m.impl("contrastive_loss_backward", TORCH_BOX(&pixcon_shim::contrastive_loss_backward<CudaLoss>));
-  m.impl("sample_pixels", TORCH_BOX(&pixcon_shim::sample_pixels_cuda));
+  pixcon_shim::register_kernels<pixcon_shim::kCudaLoss, &pixcon_shim::sample_pixels_cuda>(m);
 }
 
 #else
-
-#include "loss_cpu.h"
 
 STABLE_TORCH_LIBRARY(pixcon, m) {
   m.def(pixcon_shim::kLossSchema);
@@ -28,10 +33,7 @@ STABLE_TORCH_LIBRARY(pixcon, m) {
 }
 
 STABLE_TORCH_LIBRARY_IMPL(pixcon, CPU, m) {
-  using pixcon_shim::CpuLoss;
-  m.impl("contrastive_loss", TORCH_BOX(&pixcon_shim::contrastive_loss<CpuLoss>));
-  m.impl("contrastive_loss_backward", TORCH_BOX(&pixcon_shim::contrastive_loss_backward<CpuLoss>));
-  m.impl("sample_pixels", TORCH_BOX(&pixcon_shim::sample_pixels_cpu));
+  pixcon_shim::register_kernels<pixcon_shim::kCpuLoss, &pixcon_shim::sample_pixels_cpu>(m);
 }
 
 #endif

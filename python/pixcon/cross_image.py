@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .bags import Bags
-from .options import Denominator, LossOptions, Reduction, check_reduction
+from .options import Denominator, HasLossOptions, LossOptions, Reduction, check_reduction
 from .reduction import reduce_bags
 from .rows import check_maps, pixel_rows
 
@@ -37,7 +37,7 @@ def partner_permutation(batch_size: int, permutation: Permutation | Sequence[int
     return partner
 
 
-class CrossImageContrastiveLoss(nn.Module):
+class CrossImageContrastiveLoss(HasLossOptions, nn.Module):
     """The cross-image pixel contrastive loss of the released code of Zhao et al.
 
     Called as ``loss_fn(embeddings_a, labels_a, embeddings_b, labels_b)``: view a is the
@@ -83,22 +83,6 @@ class CrossImageContrastiveLoss(nn.Module):
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.reduction = reduction
         self.permutation = permutation
-
-    @property
-    def temperature(self) -> float:
-        return self.options.temperature
-
-    @property
-    def ignore_index(self) -> int:
-        return self.options.ignore_index
-
-    @property
-    def denominator(self) -> str:
-        return self.options.denominator
-
-    @property
-    def self_positive(self) -> bool:
-        return self.options.self_positive
 
     def extra_repr(self) -> str:
         return (f"temperature={self.temperature}, denominator={self.denominator!r}, "

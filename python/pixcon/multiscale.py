@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .bags import Bags
 from .heads import ProjectionHead
-from .options import Denominator, LossOptions, check_positive, check_reduction
+from .options import Denominator, HasLossOptions, LossOptions, check_positive, check_reduction
 from .reduction import reduce_bags
 from .rows import pixel_rows
 from .sampling import PixelSampler
@@ -45,7 +45,7 @@ def merge_bags(first: Tensor, first_offsets: Tensor, second: Tensor, second_offs
     return torch.cat([first, second])[source], first_offsets + second_offsets, source < n1
 
 
-class MultiScaleContrastiveLoss(nn.Module):
+class MultiScaleContrastiveLoss(HasLossOptions, nn.Module):
     """Multi-scale and cross-scale contrastive loss of Pissas et al. (ECCV 2022).
 
     Called as ``loss_fn(features, labels, predictions=None)`` with ``features`` a list of S
@@ -138,24 +138,8 @@ class MultiScaleContrastiveLoss(nn.Module):
         return len(self.heads)
 
     @property
-    def temperature(self) -> float:
-        return self.options.temperature
-
-    @property
     def cross_scale_temperature(self) -> float:
         return self.cross_scale_options.temperature
-
-    @property
-    def ignore_index(self) -> int:
-        return self.options.ignore_index
-
-    @property
-    def denominator(self) -> str:
-        return self.options.denominator
-
-    @property
-    def self_positive(self) -> bool:
-        return self.options.self_positive
 
     def extra_repr(self) -> str:
         return (f"weights={self.weights}, cross_scale_pairs={self.cross_scale_pairs}, "

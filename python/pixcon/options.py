@@ -50,3 +50,17 @@ def check_positive(owner: str, name: str, value: Any) -> None:
 def check_reduction(owner: str, reduction: str, allowed: Sequence[str] = REDUCTIONS) -> None:
     if reduction not in allowed:
         raise ValueError(f"{owner}: reduction must be one of {tuple(allowed)}, got {reduction!r}")
+
+
+def _option(name: str) -> property:
+    return property(lambda module: getattr(module.options, name), doc=f"The loss option {name} (read-only).")
+
+
+class HasLossOptions:
+    """Read-only views of a loss module's ``options`` under their usual names."""
+
+    options: LossOptions
+    temperature = _option("temperature")
+    ignore_index = _option("ignore_index")
+    denominator = _option("denominator")
+    self_positive = _option("self_positive")

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from .bags import Bags
 from .distributed import gather_bags
 from .memory_bank import PixelMemoryBank
-from .options import Denominator, LossOptions, Reduction, check_positive, check_reduction
+from .options import Denominator, HasLossOptions, LossOptions, Reduction, check_positive, check_reduction
 from .reduction import reduce_bags
 from .rows import check_maps, pixel_rows
 from .sampling import PixelSampler
@@ -17,7 +17,7 @@ from .sampling import PixelSampler
 __all__ = ["PixelContrastiveLoss"]
 
 
-class PixelContrastiveLoss(nn.Module):
+class PixelContrastiveLoss(HasLossOptions, nn.Module):
     """Pixel-wise label-based contrastive loss (Zhao et al., ICCV 2021) over feature maps.
 
     Called as ``loss_fn(embeddings [B, D, H, W], labels [B, H', W'])``. With ``size``, the
@@ -99,22 +99,6 @@ class PixelContrastiveLoss(nn.Module):
             raise ValueError(f"{owner}: memory_bank must be a pixcon.nn.PixelMemoryBank, "
                              f"got {type(memory_bank).__name__}")
         self.memory_bank = memory_bank
-
-    @property
-    def temperature(self) -> float:
-        return self.options.temperature
-
-    @property
-    def ignore_index(self) -> int:
-        return self.options.ignore_index
-
-    @property
-    def denominator(self) -> str:
-        return self.options.denominator
-
-    @property
-    def self_positive(self) -> bool:
-        return self.options.self_positive
 
     def extra_repr(self) -> str:
         return (f"temperature={self.temperature}, variant={self.variant!r}, denominator={self.denominator!r}, "
