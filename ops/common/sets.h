@@ -23,8 +23,8 @@ PIXCON_SHARED_FN unsigned pixcon_row_roles(int64_t label, int64_t ignore_index, 
   return roles;
 }
 
-/* What the pair predicates read of a row: its label, its image id (0 without image ids, so that
- * every row of a bag shares one image) and its roles. */
+/* What the pair predicates read of a row: its label, its image id (read only with image ids) and
+ * its roles. */
 typedef struct pixcon_row_key {
   int64_t label, image;
   unsigned roles;
@@ -37,9 +37,12 @@ PIXCON_SHARED_FN int pixcon_is_positive(int self_positive, int64_t i, const pixc
   return (kj->roles & PIXCON_ROLE_CONTRAST) && kj->label == ki->label;
 }
 
-/* j in N(i): a contrast row of another label, of i's image. */
-PIXCON_SHARED_FN int pixcon_is_negative(int64_t i, const pixcon_row_key *ki, int64_t j, const pixcon_row_key *kj) {
-  return i != j && (kj->roles & PIXCON_ROLE_CONTRAST) && kj->label != ki->label && kj->image == ki->image;
+/* j in N(i): a contrast row of another label and, when the rows carry image ids (by_image), of i's
+ * image. */
+PIXCON_SHARED_FN int pixcon_is_negative(int by_image, int64_t i, const pixcon_row_key *ki, int64_t j,
+                                        const pixcon_row_key *kj) {
+  return i != j && (kj->roles & PIXCON_ROLE_CONTRAST) && kj->label != ki->label &&
+         (!by_image || kj->image == ki->image);
 }
 
 #endif /* PIXCON_COMMON_SETS_H */

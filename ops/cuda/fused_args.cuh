@@ -51,16 +51,6 @@ __device__ __forceinline__ Key load_key(const FusedArgs &a, int64_t r) {
   return k;
 }
 
-/* j in P(i) */
-__device__ __forceinline__ bool is_positive(const FusedArgs &a, int64_t i, const Key &ki, int64_t j, const Key &kj) {
-  return pixcon_is_positive(a.self_positive, i, &ki, j, &kj);
-}
-
-/* j in N(i) */
-__device__ __forceinline__ bool is_negative(int64_t i, const Key &ki, int64_t j, const Key &kj) {
-  return pixcon_is_negative(i, &ki, j, &kj);
-}
-
 /* A row as the backward pass sees it from either side of a pair: its key, its upstream gradient g
  * (0 unless it is a valid anchor) and, when g != 0, its saved statistics. */
 template <class Acc> struct Side {

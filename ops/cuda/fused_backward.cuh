@@ -33,9 +33,11 @@ __device__ __forceinline__ Acc pair_weight(const FusedArgs &a, int64_t i, const 
                                            const Side<Acc> &cj, Acc s) {
   Acc w = 0;
   if (ri.g != 0)
-    w += ri.g * slope(a.pair != 0, is_positive(a, i, ri.key, j, cj.key), is_negative(i, ri.key, j, cj.key), s, ri);
+    w += ri.g * slope(a.pair != 0, pixcon_is_positive(a.self_positive, i, &ri.key, j, &cj.key),
+                      pixcon_is_negative(a.image != NULL, i, &ri.key, j, &cj.key), s, ri);
   if (cj.g != 0)
-    w += cj.g * slope(a.pair != 0, is_positive(a, j, cj.key, i, ri.key), is_negative(j, cj.key, i, ri.key), s, cj);
+    w += cj.g * slope(a.pair != 0, pixcon_is_positive(a.self_positive, j, &cj.key, i, &ri.key),
+                      pixcon_is_negative(a.image != NULL, j, &cj.key, i, &ri.key), s, cj);
   return w;
 }
 
@@ -44,12 +46,13 @@ template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fuse
   typedef typename K::Acc Acc;
   typedef Layout<K, Sh> LT;
   PIXCON_DYNAMIC_SHARED(smem);
-  const LT L(a.dp, a.resident != 0);
   Tile t;
-  if (!open_tile<K, Sh>(smem, L, a, &t)) return;
+  if (!find_tile<Sh::kRows>(a, &t)) return;
+  const LT L(a.dp, a.resident != 0);
   const int64_t d0 = (int64_t)blockIdx.y * Sh::kGradCols;
   Acc *S = (Acc *)(smem + L.s);
   Side<Acc> *rows = (Side<Acc> *)(smem + L.row_sides), *cols = (Side<Acc> *)(smem + L.col_sides);
+  load_anchor_rows<K, Sh>(smem, L, a, t.row0, t.rows);
   for (int r = threadIdx.x; r < Sh::kRows; r += Sh::kThreads)
     rows[r] = r < t.rows ? load_side<Acc>(a, t.row0 + r) : empty_side<Acc>();
 

@@ -23,30 +23,28 @@ template <int LANES, class T> __device__ __forceinline__ T fold_sum(T x) {
   return x;
 }
 
-/* One sweep over the bag's column tiles: each tile's column keys and similarities S, then fold(c0, n)
- * on its n columns from c0, between the barriers that keep S and the keys in place. */
-template <class K, class Sh, class Fold>
-__device__ __forceinline__ void sweep_columns(unsigned char *smem, const Layout<K, Sh> &L, const FusedArgs &a,
-                                              const Tile &t, Side<typename K::Acc> *cols, Fold fold) {
-  typename SimMath<K, Sh>::type sim;
-  for (int64_t c0 = t.bag0; c0 < t.bag1; c0 += Sh::kCols) {
-    const int n = tile_columns<Sh::kCols>(t, c0);
-    for (int c = threadIdx.x; c < n; c += Sh::kThreads) cols[c].key = load_key(a, c0 + c);
-    similarity_tile<K, Sh>(sim, smem, L, a, t.row0, t.rows, c0, n);
-    __syncthreads();
-    fold(c0, n);
-    __syncthreads();
-  }
+/* Column tile c0 of the bag, ready to fold: its columns' keys and the similarities S, written and
+ * synchronised. Returns its width. */
+template <class K, class Sh>
+__device__ __forceinline__ int column_tile(typename SimMath<K, Sh>::type &sim, unsigned char *smem,
+                                           const Layout<K, Sh> &L, const FusedArgs &a, const Tile &t,
+                                           Side<typename K::Acc> *cols, int64_t c0) {
+  const int n = tile_columns<Sh::kCols>(t, c0);
+  for (int c = threadIdx.x; c < n; c += Sh::kThreads) cols[c].key = load_key(a, c0 + c);
+  similarity_tile<K, Sh>(sim, smem, L, a, t.row0, t.rows, c0, n);
+  __syncthreads();
+  return n;
 }
 
 template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fused_forward_kernel(FusedArgs a) {
   typedef Kind<P> K;
   typedef typename K::Acc Acc;
   PIXCON_DYNAMIC_SHARED(smem);
-  const Layout<K, Sh> L(a.dp, a.resident != 0);
   Tile t;
-  if (!open_tile<K, Sh>(smem, L, a, &t)) return;
+  if (!find_tile<Sh::kRows>(a, &t)) return;
+  const Layout<K, Sh> L(a.dp, a.resident != 0);
   Side<Acc> *cols = (Side<Acc> *)(smem + L.col_sides);
+  load_anchor_rows<K, Sh>(smem, L, a, t.row0, t.rows);
 
   const int r = threadIdx.x / Sh::kFoldLanes, part = threadIdx.x % Sh::kFoldLanes;
   const Acc *S = (const Acc *)(smem + L.s) + r * Layout<K, Sh>::kSPitch; /* row r of S */
@@ -55,23 +53,27 @@ template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fuse
   const Key me = load_key(a, live ? i : t.row0);
   const bool anchor = live && (me.roles & PIXCON_ROLE_ANCHOR);
 
+  typename SimMath<K, Sh>::type sim;
   OnlineLse<Acc> lse;
   lse.init();
   Acc pos_sum = 0;
   int npos = 0;
-  sweep_columns<K, Sh>(smem, L, a, t, cols, [&](int64_t c0, int n) {
-    if (!anchor) return;
-    for (int c = part; c < n; c += Sh::kFoldLanes) {
-      const int64_t j = c0 + c;
-      const Acc s = S[c];
-      const bool pos = is_positive(a, i, me, j, cols[c].key);
-      if (pos) {
-        pos_sum += s;
-        ++npos;
+  for (int64_t c0 = t.bag0; c0 < t.bag1; c0 += Sh::kCols) {
+    const int n = column_tile<K, Sh>(sim, smem, L, a, t, cols, c0);
+    if (anchor) {
+      for (int c = part; c < n; c += Sh::kFoldLanes) {
+        const int64_t j = c0 + c;
+        const Acc s = S[c];
+        const bool pos = pixcon_is_positive(a.self_positive, i, &me, j, &cols[c].key);
+        if (pos) {
+          pos_sum += s;
+          ++npos;
+        }
+        if (pixcon_is_negative(a.image != NULL, i, &me, j, &cols[c].key) || (!a.pair && pos)) lse.add(s);
       }
-      if (is_negative(i, me, j, cols[c].key) || (!a.pair && pos)) lse.add(s);
     }
-  });
+    __syncthreads();
+  }
   for (int m = 1; m < Sh::kFoldLanes; m <<= 1) {
     const Acc om2 = __shfl_xor_sync(0xffffffffu, lse.m2, m), osum = __shfl_xor_sync(0xffffffffu, lse.sum, m);
     lse.merge(om2, osum);
@@ -84,15 +86,18 @@ template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fuse
   Acc softplus_sum = 0, sigmoid_sum = 0;
   const bool needs_pass2 = anchor && npos > 0 && stat != neg_inf<Acc>();
   if (a.pair && __syncthreads_or(needs_pass2)) {
-    sweep_columns<K, Sh>(smem, L, a, t, cols, [&](int64_t c0, int n) {
-      if (!needs_pass2) return;
-      for (int c = part; c < n; c += Sh::kFoldLanes) {
-        if (!is_positive(a, i, me, c0 + c, cols[c].key)) continue;
-        const Acc x = stat - S[c];
-        softplus_sum += softplus(x);
-        sigmoid_sum += sigmoid(x);
+    for (int64_t c0 = t.bag0; c0 < t.bag1; c0 += Sh::kCols) {
+      const int n = column_tile<K, Sh>(sim, smem, L, a, t, cols, c0);
+      if (needs_pass2) {
+        for (int c = part; c < n; c += Sh::kFoldLanes) {
+          if (!pixcon_is_positive(a.self_positive, i, &me, c0 + c, &cols[c].key)) continue;
+          const Acc x = stat - S[c];
+          softplus_sum += softplus(x);
+          sigmoid_sum += sigmoid(x);
+        }
       }
-    });
+      __syncthreads();
+    }
     softplus_sum = fold_sum<Sh::kFoldLanes>(softplus_sum);
     sigmoid_sum = fold_sum<Sh::kFoldLanes>(sigmoid_sum);
   }

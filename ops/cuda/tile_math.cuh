@@ -89,15 +89,6 @@ __device__ __forceinline__ void load_anchor_rows(unsigned char *smem, const Layo
   __syncthreads();
 }
 
-/* How both fused kernels start: the CTA's item of the work list (false for a surplus CTA) and, when
- * the layout keeps them resident, its anchor rows loaded. */
-template <class K, class Sh>
-__device__ __forceinline__ bool open_tile(unsigned char *smem, const Layout<K, Sh> &L, const FusedArgs &a, Tile *t) {
-  if (!find_tile<Sh::kRows>(a, t)) return false;
-  load_anchor_rows<K, Sh>(smem, L, a, t->row0, t->rows);
-  return true;
-}
-
 /* Slice k0 of the J rows (after the I rows' slice, when those are streamed) into one stage buffer. */
 template <class K, class Sh>
 __device__ __forceinline__ void stage_slice(typename K::Elem *buf, const Layout<K, Sh> &L, const FusedArgs &a,

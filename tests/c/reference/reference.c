@@ -39,7 +39,7 @@ static int is_positive(const pixcon_loss_params *p, int64_t i, int64_t j) {
 
 static int is_negative(const pixcon_loss_params *p, int64_t i, int64_t j) {
   pixcon_row_key ki = key(p, i), kj = key(p, j);
-  return pixcon_is_negative(i, &ki, j, &kj);
+  return pixcon_is_negative(p->image_ids != NULL, i, &ki, j, &kj);
 }
 
 static int in_lse(const pixcon_loss_params *p, int64_t i, int64_t j) {
