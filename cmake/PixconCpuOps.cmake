@@ -36,10 +36,11 @@ function(pixcon_add_cpu_ops target root)
       list(APPEND objects $<TARGET_OBJECTS:${object}>)
     endforeach()
   endforeach()
+  # ops/common: the checks, messages and sampling rules the CUDA library shares
   add_library(${target} STATIC
-    ${root}/ops/cpu/dispatch.c ${root}/ops/cpu/layout.c ${root}/ops/cpu/message.c ${root}/ops/cpu/params.c
-    ${root}/ops/cpu/relabel.c ${root}/ops/cpu/reference.c ${root}/ops/cpu/sample_rules.c
-    ${root}/ops/cpu/sample.c ${root}/ops/cpu/sample_reference.c ${objects})
+    ${root}/ops/cpu/dispatch.c ${root}/ops/cpu/layout.c ${root}/ops/cpu/relabel.c
+    ${root}/ops/cpu/sample.c ${root}/ops/common/message.c ${root}/ops/common/params.c
+    ${root}/ops/common/sample_rules.c ${objects})
   target_include_directories(${target} PUBLIC ${root}/ops/include PRIVATE ${root}/ops/cpu)
   target_compile_options(${target} PRIVATE ${PIXCON_OPS_FLAGS})
   target_compile_definitions(${target} PRIVATE $<$<BOOL:${x86}>:PIXCON_HAVE_X86_TIERS>)

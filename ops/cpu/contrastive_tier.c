@@ -8,7 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "convert.h"
+#include "../common/convert.h"
+#include "../common/sets.h"
 #include "layout.h"
 #include "pixcon/pixcon.h"
 #include "relabel.h"
@@ -100,11 +101,11 @@ static void pack_row(tier_ctx *c, int64_t prow, int64_t r) {
     *panel_elem(c, prow, d) = (REAL)z;
   }
   REAL **rows = c->rows.r;
+  unsigned roles =
+      r >= 0 ? pixcon_row_roles(p->labels[r], p->ignore_index, p->anchor_mask, p->contrast_mask, r) : 0;
   int32_t code = r >= 0 ? c->label_codes[r] : -1;
-  int anchor = code >= 0 && (!p->anchor_mask || p->anchor_mask[r]);
-  int contrast = code >= 0 && (!p->contrast_mask || p->contrast_mask[r]);
-  rows[ROW_ANCHOR_CODE][prow] = anchor ? (REAL)code : (REAL)-1;
-  rows[ROW_CONTRAST_CODE][prow] = contrast ? (REAL)code : (REAL)-2;
+  rows[ROW_ANCHOR_CODE][prow] = roles & PIXCON_ROLE_ANCHOR ? (REAL)code : (REAL)-1;
+  rows[ROW_CONTRAST_CODE][prow] = roles & PIXCON_ROLE_CONTRAST ? (REAL)code : (REAL)-2;
   rows[ROW_IMAGE_CODE][prow] = r >= 0 ? (REAL)c->image_codes[r] : (REAL)-3;
   rows[ROW_MAX][prow] = -INFINITY;
   rows[ROW_SUM][prow] = 0;

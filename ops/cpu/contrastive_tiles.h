@@ -30,12 +30,35 @@ static inline vreal vsoftplus_t(vreal x, vreal t) {
   return vmax(x, vset1(0)) + vlog1p_unit(t);
 }
 
-/* Masks of anchor a (scalar code, >= 0) against contrast codes cc: positives and the LSE set. */
-static inline vmask mask_pos(vreal a, vreal cc) { return cc == a; }
+/* The sets of ops/common/sets.h on dense codes, for a row x known to have its role (an anchor in
+ * the row loops, a contrast row in the column loops: code >= 0, image ix) against lanes y whose
+ * code is negative where they lack the other role: positives, and the LSE set. Codes are equal
+ * only for positives: the "no anchor" -1 never meets the "no contrast" -2. */
+static inline vmask mask_pos(vreal x, vreal y) { return y == x; }
 
-static inline vmask mask_lse(vreal a, vreal ia, vreal cc, vreal ic, int set) {
-  vmask pos = cc == a, same_image = ic == ia, contrast = cc >= 0;
-  return set == LSE_ALL ? contrast & (pos | same_image) : contrast & ~pos & same_image;
+static inline vmask mask_lse(vreal x, vreal ix, vreal y, vreal iy, int set) {
+  vmask pos = y == x, same_image = iy == ix, has_role = y >= 0;
+  return set == LSE_ALL ? has_role & (pos | same_image) : has_role & ~pos & same_image;
+}
+
+/* In a diagonal tile, drops the lane of row i itself from both masks (idx0 = lane_index()): the
+ * self pair is added per row. */
+static inline void drop_self(vreal idx0, int i, int j, vmask *pos, vmask *mem) {
+  vmask not_self = (idx0 + (REAL)j) != (REAL)i;
+  *pos &= not_self;
+  *mem &= not_self;
+}
+
+/* Contrast row `row` against the anchors of the lanes (codes a, images ia), roles swapped; 0 when
+ * the row is no contrast row. */
+static inline int col_masks(const tile_rows *t, int64_t row, vreal a, vreal ia, int set, vmask *pos,
+                            vmask *mem) {
+  REAL c = t->r[ROW_CONTRAST_CODE][row];
+  if (c < 0) return 0;
+  vreal cv = vset1(c);
+  *pos = mask_pos(cv, a);
+  *mem = mask_lse(cv, vset1(t->r[ROW_IMAGE_CODE][row]), a, ia, set);
+  return 1;
 }
 
 /* Online log-sum-exp merge of one more maximum / partial sum. */
@@ -60,11 +83,7 @@ static void tile_lse_rows(const REAL *S, int64_t I0, int64_t J0, int diag, int s
     for (int j = 0; j < PIXCON_TILE; j += VLANES) {
       vreal s = vload(S + i * PIXCON_TILE + j), ccv = vload(cc + j), icv = vload(ic + j);
       vmask pos = mask_pos(av, ccv), mem = mask_lse(av, iav, ccv, icv, set);
-      if (diag) {
-        vmask ne = (idx0 + (REAL)j) != (REAL)i;
-        pos &= ne;
-        mem &= ne;
-      }
+      if (diag) drop_self(idx0, i, j, &pos, &mem);
       vreal ms = vselect(mem, s, neg_inf);
       vstore(masked + j, ms);
       mx = vmax(mx, ms);
@@ -92,13 +111,9 @@ static void tile_lse_cols(const REAL *S, int64_t I0, int64_t J0, int set, tile_r
     if (hmax(av) < 0) continue;
     vreal mx = neg_inf, psum = zero, pcnt = zero;
     for (int i = 0; i < PIXCON_TILE; ++i) {
-      REAL c = t->r[ROW_CONTRAST_CODE][I0 + i];
-      if (c < 0) continue;
-      vreal cv = vset1(c), icv = vset1(t->r[ROW_IMAGE_CODE][I0 + i]);
+      vmask pos, mem;
+      if (!col_masks(t, I0 + i, av, iav, set, &pos, &mem)) continue;
       vreal s = vload(S + i * PIXCON_TILE + j);
-      /* roles swapped: the lanes are the anchors, row i the contrast row */
-      vmask anchor = av >= 0, pos = anchor & (av == cv), same_image = iav == icv;
-      vmask mem = set == LSE_ALL ? anchor & (pos | same_image) : anchor & ~pos & same_image;
       mx = vmax(mx, vselect(mem, s, neg_inf));
       psum += vselect(pos, s, zero);
       pcnt += vselect(pos, one, zero);
@@ -110,13 +125,9 @@ static void tile_lse_cols(const REAL *S, int64_t I0, int64_t J0, int set, tile_r
     vreal m_old = vload(mp), m_new = vmax(m_old, mx);
     vreal acc = zero;
     for (int i = 0; i < PIXCON_TILE; ++i) {
-      REAL c = t->r[ROW_CONTRAST_CODE][I0 + i];
-      if (c < 0) continue;
-      vreal cv = vset1(c), icv = vset1(t->r[ROW_IMAGE_CODE][I0 + i]);
-      vreal s = vload(S + i * PIXCON_TILE + j);
-      vmask anchor = av >= 0, pos = anchor & (av == cv), same_image = iav == icv;
-      vmask mem = set == LSE_ALL ? anchor & (pos | same_image) : anchor & ~pos & same_image;
-      acc += vexp_neg(vselect(mem, s - m_new, neg_inf));
+      vmask pos, mem;
+      if (!col_masks(t, I0 + i, av, iav, set, &pos, &mem)) continue;
+      acc += vexp_neg(vselect(mem, vload(S + i * PIXCON_TILE + j) - m_new, neg_inf));
     }
     /* lanes whose max stays -inf keep sum 0; exp(m_old - m_new) is 0 when m_old was -inf */
     vreal shift = vselect(m_old == m_new, zero, m_old - m_new);
@@ -155,7 +166,7 @@ static void tile_softplus_cols(const REAL *S, int64_t I0, int64_t J0, tile_rows 
     for (int i = 0; i < PIXCON_TILE; ++i) {
       REAL c = t->r[ROW_CONTRAST_CODE][I0 + i];
       if (c < 0) continue;
-      vmask pos = (av >= 0) & (av == c);
+      vmask pos = mask_pos(vset1(c), av);
       vreal x = nlv - vload(S + i * PIXCON_TILE + j), e = vexp_neg(-vabs(x));
       sp += vselect(pos, vsoftplus_t(x, e), zero);
       sg += vselect(pos, vsigmoid_t(x, e), zero);
@@ -196,11 +207,7 @@ static void tile_grad_weights(const REAL *S, int64_t I0, int64_t J0, int diag, i
     for (int j = 0; j < PIXCON_TILE; j += VLANES) {
       vreal s = vload(S + i * PIXCON_TILE + j), ccv = vload(cc + j), icv = vload(ic + j);
       vmask pos = mask_pos(av, ccv), mem = mask_lse(av, iav, ccv, icv, set);
-      if (diag) {
-        vmask ne = (idx0 + (REAL)j) != (REAL)i;
-        pos &= ne;
-        mem &= ne;
-      }
+      if (diag) drop_self(idx0, i, j, &pos, &mem);
       vstore(crow + j, g * loss_slope(s, pos, mem, stat, invp, w, set));
     }
   }
@@ -213,13 +220,8 @@ static void tile_grad_weights(const REAL *S, int64_t I0, int64_t J0, int diag, i
       vreal gv = vload(t->r[ROW_GRAD] + J0 + j);
       if (hmax(vabs(gv)) == 0) continue;
       vreal av = vload(t->r[ROW_ANCHOR_CODE] + J0 + j), iav = vload(t->r[ROW_IMAGE_CODE] + J0 + j);
-      vmask anchor = av >= 0, pos = anchor & (av == cv), same_image = iav == icv;
-      vmask mem = set == LSE_ALL ? anchor & (pos | same_image) : anchor & ~pos & same_image;
-      if (diag) {
-        vmask ne = (idx0 + (REAL)j) != (REAL)i;
-        pos &= ne;
-        mem &= ne;
-      }
+      vmask pos = mask_pos(cv, av), mem = mask_lse(cv, icv, av, iav, set);
+      if (diag) drop_self(idx0, i, j, &pos, &mem);
       vreal slope = loss_slope(vload(S + i * PIXCON_TILE + j), pos, mem,
                                vload(t->r[ROW_MAX] + J0 + j), vload(t->r[ROW_NPOS] + J0 + j),
                                vload(t->r[ROW_SIG] + J0 + j), set);

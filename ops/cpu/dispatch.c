@@ -73,8 +73,12 @@ pixcon_status pixcon_cpu_set_isa(pixcon_isa isa) {
   return PIXCON_OK;
 }
 
+static int accumulates_in_double(const pixcon_loss_params *p) {
+  return pixcon_loss_accumulation_dtype(p->dtype) == PIXCON_FLOAT64;
+}
+
 static size_t real_size(const pixcon_loss_params *p) {
-  return p->dtype == PIXCON_FLOAT64 ? sizeof(double) : sizeof(float);
+  return accumulates_in_double(p) ? sizeof(double) : sizeof(float);
 }
 
 size_t pixcon_cpu_forward_workspace_size(const pixcon_loss_params *p) {
@@ -91,7 +95,7 @@ size_t pixcon_cpu_backward_workspace_size(const pixcon_loss_params *p) {
 
 #define PIXCON_DISPATCH(kind, p, ...)                                                     \
   do {                                                                                    \
-    int f64_ = (p)->dtype == PIXCON_FLOAT64;                                              \
+    int f64_ = accumulates_in_double(p);                                                  \
     switch (pixcon_cpu_isa()) {                                                           \
       PIXCON_X86_CASES(kind, f64_, __VA_ARGS__)                                           \
       default:                                                                            \

@@ -67,31 +67,18 @@ static inline vreal vexp_neg(vreal x) {
   vreal kf = x * log2e;
   kf = __builtin_convertvector(__builtin_convertvector(kf - (REAL)0.5, vmask), vreal);
   vreal r = x - kf * ln2_hi - kf * ln2_lo;
+  /* 1/k! from k = degree down to 0, each the correctly rounded REAL quotient of exact integers */
 #if REAL_IS_DOUBLE
-  vreal p = vset1(1.0 / 6227020800.0);
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
+  static const REAL taylor[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
+                                1.0 / 3628800.0,    1.0 / 362880.0,    1.0 / 40320.0,
+                                1.0 / 5040.0,       1.0 / 720.0,       1.0 / 120.0,
+                                1.0 / 24.0,         1.0 / 6.0,         0.5, 1.0, 1.0};
 #else
-  vreal p = vset1(1.0f / 5040.0f);
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  static const REAL taylor[] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                                1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
 #endif
+  vreal p = vset1(taylor[0]);
+  for (size_t k = 1; k < sizeof taylor / sizeof taylor[0]; ++k) p = p * r + taylor[k];
   vmask k = __builtin_convertvector(kf, vmask);
   vreal scale = (vreal)((k + REAL_EXP_BIAS) << REAL_MANT_BITS);
   return vselect(underflow, vset1((REAL)0), p * scale);

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../cpu/message.h"
+#include "../common/message.h"
 #include "common.cuh"
 #include "fused_args.cuh"
 #include "fused_backward.cuh"
@@ -47,7 +47,7 @@ size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 struct Workspace {
   int64_t dp;
-  size_t zs, flags, tile_start, total;
+  size_t zs, roles, tile_start, total;
 };
 
 Workspace workspace_layout(const pixcon_cuda_loss_params *q) {
@@ -55,13 +55,21 @@ Workspace workspace_layout(const pixcon_cuda_loss_params *q) {
   Workspace w;
   w.dp = (p->dim + kDimAlign - 1) / kDimAlign * kDimAlign;
   w.zs = 0;
-  w.flags = align256((size_t)p->num_rows * (size_t)w.dp * elem_size(path_of(q)));
-  w.tile_start = w.flags + align256((size_t)p->num_rows);
+  w.roles = align256((size_t)p->num_rows * (size_t)w.dp * elem_size(path_of(q)));
+  w.tile_start = w.roles + align256((size_t)p->num_rows);
   w.total = w.tile_start + align256((size_t)(p->num_bags + 1) * sizeof(int64_t)) + 256; /* alignment slack */
   return w;
 }
 
-FusedArgs fused_args(const pixcon_cuda_loss_params *q, const Workspace &w, void *workspace) {
+/* The buffers of one pass (those of the other pass stay NULL). */
+struct Buffers {
+  void *loss, *stats;
+  uint8_t *valid;
+  const void *grad_loss, *stats_in;
+  void *grad;
+};
+
+FusedArgs fused_args(const pixcon_cuda_loss_params *q, const Workspace &w, void *workspace, const Buffers &b) {
   const pixcon_loss_params *p = &q->base;
   char *base = (char *)(((uintptr_t)workspace + 255) & ~(uintptr_t)255);
   FusedArgs a;
@@ -83,8 +91,14 @@ FusedArgs fused_args(const pixcon_cuda_loss_params *q, const Workspace &w, void 
   a.row_stride = p->row_stride;
   a.col_stride = p->col_stride;
   a.zs = base + w.zs;
-  a.flags = (uint8_t *)(base + w.flags);
+  a.roles = (uint8_t *)(base + w.roles);
   a.tile_start = (int64_t *)(base + w.tile_start);
+  a.loss = b.loss;
+  a.stats = b.stats;
+  a.valid = b.valid;
+  a.grad_loss = b.grad_loss;
+  a.stats_in = b.stats_in;
+  a.grad = b.grad;
   return a;
 }
 
@@ -147,24 +161,31 @@ pixcon_status plan_shared(Kernel kernel, const Launch &l, FusedArgs &a, size_t *
   return cuda_status("pixcon: cudaFuncSetAttribute(MaxDynamicSharedMemorySize)", l.message, l.size);
 }
 
-template <Path P, class Sh> pixcon_status forward(FusedArgs a, const Launch &l) {
+/* One pass: pack and plan, the shared-memory layout, then `kernel` on `grid` (`name` in messages). */
+template <Path P, class Sh, class Kernel>
+pixcon_status launch_pass(Kernel kernel, const char *name, dim3 grid, FusedArgs a, const Launch &l) {
   size_t bytes = 0;
   pixcon_status st = prepare<P>(a, Sh::kRows, l.stream, l.message, l.size);
-  if (st == PIXCON_OK) st = plan_shared<Kind<P>, Sh>(fused_forward_kernel<P, Sh>, l, a, &bytes);
+  if (st == PIXCON_OK) st = plan_shared<Kind<P>, Sh>(kernel, l, a, &bytes);
   if (st != PIXCON_OK) return st;
-  PIXCON_LAUNCH(item_grid(a, Sh::kRows), Sh::kThreads, bytes, l.stream, fused_forward_kernel<P, Sh>)(a);
-  return cuda_status("pixcon: fused_forward_kernel launch", l.message, l.size);
+  PIXCON_LAUNCH(grid, Sh::kThreads, bytes, l.stream, kernel)(a);
+  return cuda_status(name, l.message, l.size);
 }
 
-template <Path P, class Sh> pixcon_status backward(FusedArgs a, const Launch &l) {
-  size_t bytes = 0;
-  pixcon_status st = prepare<P>(a, Sh::kRows, l.stream, l.message, l.size);
-  if (st == PIXCON_OK) st = plan_shared<Kind<P>, Sh>(fused_backward_kernel<P, Sh>, l, a, &bytes);
-  if (st != PIXCON_OK) return st;
-  const dim3 grid(item_grid(a, Sh::kRows), (unsigned)((a.dp + Sh::kGradCols - 1) / Sh::kGradCols));
-  PIXCON_LAUNCH(grid, Sh::kThreads, bytes, l.stream, fused_backward_kernel<P, Sh>)(a);
-  return cuda_status("pixcon: fused_backward_kernel launch", l.message, l.size);
-}
+template <Path P, class Sh> struct ForwardPass {
+  static pixcon_status run(const FusedArgs &a, const Launch &l) {
+    return launch_pass<P, Sh>(fused_forward_kernel<P, Sh>, "pixcon: fused_forward_kernel launch",
+                              dim3(item_grid(a, Sh::kRows)), a, l);
+  }
+};
+
+/* grid.y: the chunks of kGradCols gradient columns */
+template <Path P, class Sh> struct BackwardPass {
+  static pixcon_status run(const FusedArgs &a, const Launch &l) {
+    const dim3 grid(item_grid(a, Sh::kRows), (unsigned)((a.dp + Sh::kGradCols - 1) / Sh::kGradCols));
+    return launch_pass<P, Sh>(fused_backward_kernel<P, Sh>, "pixcon: fused_backward_kernel launch", grid, a, l);
+  }
+};
 
 /* Runs PASS<path, shape> for q's path and tuning flags. */
 template <template <Path, class> class Pass>
@@ -185,29 +206,18 @@ pixcon_status dispatch(const pixcon_cuda_loss_params *q, const FusedArgs &a, cha
   return PIXCON_ERROR_INVALID_ARGUMENT;
 }
 
-template <Path P, class Sh> struct ForwardPass {
-  static pixcon_status run(const FusedArgs &a, const Launch &l) { return forward<P, Sh>(a, l); }
-};
-template <Path P, class Sh> struct BackwardPass {
-  static pixcon_status run(const FusedArgs &a, const Launch &l) { return backward<P, Sh>(a, l); }
-};
-
-/* Checks shared by both entry points; PIXCON_OK and *done when there is nothing to compute. */
-pixcon_status begin(const pixcon_cuda_loss_params *q, const void *const *outputs, int count, void *workspace,
-                    size_t workspace_size, char *message, size_t size, bool *done) {
-  *done = false;
+/* What both entry points do: the checks (the pass's buffers are all there when `given`), then PASS on
+ * the caller's buffers; nothing to launch when there are no rows. */
+template <template <Path, class> class Pass>
+pixcon_status run(const pixcon_cuda_loss_params *q, const Buffers &b, bool given, void *workspace,
+                  size_t workspace_size, char *message, size_t size) {
   pixcon_status st = pixcon_cuda_loss_params_check(q, message, size);
-  if (st != PIXCON_OK) return st;
-  if (q->base.num_rows == 0) {
-    *done = true;
-    return PIXCON_OK;
-  }
-  for (int k = 0; k < count; ++k)
-    if (!outputs[k]) return pixcon_invalid_argument(message, size, "an output or input buffer is NULL");
-  if (!workspace || workspace_size < workspace_layout(q).total)
-    return pixcon_invalid_argument(message, size, "workspace: %zu bytes given, %zu needed", workspace_size,
-                                   workspace_layout(q).total);
-  return PIXCON_OK;
+  if (st != PIXCON_OK || q->base.num_rows == 0) return st;
+  if (!given) return pixcon_invalid_argument(message, size, "an output or input buffer is NULL");
+  const Workspace w = workspace_layout(q);
+  if (!workspace || workspace_size < w.total)
+    return pixcon_invalid_argument(message, size, "workspace: %zu bytes given, %zu needed", workspace_size, w.total);
+  return dispatch<Pass>(q, fused_args(q, w, workspace, b), message, size);
 }
 
 }  // namespace
@@ -218,10 +228,10 @@ using namespace pixcon_cuda;
 extern "C" {
 
 pixcon_status pixcon_cuda_loss_params_check(const pixcon_cuda_loss_params *q, char *message, size_t size) {
-  if (message && size > 0) message[0] = '\0';
-  if (!q) return pixcon_invalid_argument(message, size, "params is NULL");
+  pixcon_status st = pixcon_check_start(q, message, size);
+  if (st != PIXCON_OK) return st;
   const pixcon_loss_params *p = &q->base;
-  pixcon_status st = pixcon_loss_params_check_scalars(p, message, size);
+  st = pixcon_loss_params_check_scalars(p, message, size);
   if (st != PIXCON_OK) return st;
   /* the backward's grid.y counts gradient chunks of at least 128 columns: at most 65535 */
   if (p->dim > (int64_t)65535 * 128)
@@ -249,29 +259,16 @@ size_t pixcon_cuda_backward_workspace_size(const pixcon_cuda_loss_params *q) {
 pixcon_status pixcon_cuda_contrastive_forward(const pixcon_cuda_loss_params *q, void *loss, uint8_t *valid,
                                               void *stats, void *workspace, size_t workspace_size, char *message,
                                               size_t message_size) {
-  const void *buffers[] = {loss, valid, stats};
-  bool done;
-  pixcon_status st = begin(q, buffers, 3, workspace, workspace_size, message, message_size, &done);
-  if (st != PIXCON_OK || done) return st;
-  FusedArgs a = fused_args(q, workspace_layout(q), workspace);
-  a.loss = loss;
-  a.valid = valid;
-  a.stats = stats;
-  return dispatch<ForwardPass>(q, a, message, message_size);
+  const Buffers b = {loss, stats, valid, NULL, NULL, NULL};
+  return run<ForwardPass>(q, b, loss && valid && stats, workspace, workspace_size, message, message_size);
 }
 
 pixcon_status pixcon_cuda_contrastive_backward(const pixcon_cuda_loss_params *q, const void *grad_loss,
                                                const void *stats, void *grad_embeddings, void *workspace,
                                                size_t workspace_size, char *message, size_t message_size) {
-  const void *buffers[] = {grad_loss, stats, grad_embeddings};
-  bool done;
-  pixcon_status st = begin(q, buffers, 3, workspace, workspace_size, message, message_size, &done);
-  if (st != PIXCON_OK || done) return st;
-  FusedArgs a = fused_args(q, workspace_layout(q), workspace);
-  a.grad_loss = grad_loss;
-  a.stats_in = stats;
-  a.grad = grad_embeddings;
-  return dispatch<BackwardPass>(q, a, message, message_size);
+  const Buffers b = {NULL, NULL, NULL, grad_loss, stats, grad_embeddings};
+  return run<BackwardPass>(q, b, grad_loss && stats && grad_embeddings, workspace, workspace_size, message,
+                           message_size);
 }
 
 }  /* extern "C" */

@@ -1,6 +1,7 @@
 /* What every fused kernel reads: one parameter struct passed by value (as flash-attention's
- * Flash_fwd_params), the per-row keys and sides of docs/design.md section 2, the (bag, row tile) lookup in
- * the device work list, and the mergeable online log-sum-exp.
+ * Flash_fwd_params), the per-row keys of the sets of ops/common/sets.h (docs/design.md section 2.1)
+ * and the backward's sides, the (bag, row tile) lookup in the device work list, and the mergeable
+ * online log-sum-exp.
  * Cost: O(log B) per CTA for the lookup, O(1) per pair for the predicates.
  */
 #ifndef PIXCON_CUDA_FUSED_ARGS_CUH
@@ -8,11 +9,11 @@
 
 #include <stdint.h>
 
+#include "../common/sets.h"
 #include "common.cuh"
 
 namespace pixcon_cuda {
 
-constexpr unsigned kAnchorFlag = 1, kContrastFlag = 2;
 constexpr double kLog2e = 1.4426950408889634074, kLn2 = 0.69314718055994530942;
 
 struct FusedArgs {
@@ -31,7 +32,7 @@ struct FusedArgs {
   int64_t row_stride, col_stride;
   /* workspace */
   void *zs;                /* [N, dp] packed copy in the path's Elem */
-  uint8_t *flags;          /* [N] kAnchorFlag | kContrastFlag */
+  uint8_t *roles;          /* [N] PIXCON_ROLE_* of each row (pixcon_row_roles) */
   int64_t *tile_start;     /* [B + 1] first work item of each bag; [B] = number of items */
   int resident;            /* the CTA keeps its anchor rows in shared memory (Layout) */
   /* forward outputs; backward inputs and output (in the path's Acc, gradient in the input dtype) */
@@ -41,29 +42,14 @@ struct FusedArgs {
   void *grad;
 };
 
-/* A row's part in the sets of docs/design.md section 2.1. */
-struct Key {
-  int64_t label, image;
-  unsigned flags;
-};
+typedef pixcon_row_key Key;
 
 __device__ __forceinline__ Key load_key(const FusedArgs &a, int64_t r) {
   Key k;
   k.label = a.labels[r];
   k.image = a.image ? a.image[r] : 0;
-  k.flags = a.flags[r];
+  k.roles = a.roles[r];
   return k;
-}
-
-/* j in P(i) */
-__device__ __forceinline__ bool is_positive(const FusedArgs &a, int64_t i, const Key &ki, int64_t j, const Key &kj) {
-  if (i == j) return a.self_positive != 0;
-  return (kj.flags & kContrastFlag) && kj.label == ki.label;
-}
-
-/* j in N(i) */
-__device__ __forceinline__ bool is_negative(const FusedArgs &a, int64_t i, const Key &ki, int64_t j, const Key &kj) {
-  return i != j && (kj.flags & kContrastFlag) && kj.label != ki.label && (!a.image || kj.image == ki.image);
 }
 
 /* A row as the backward pass sees it from either side of a pair: its key, its upstream gradient g
@@ -78,7 +64,7 @@ template <class Acc> __device__ __forceinline__ Side<Acc> load_side(const FusedA
   s.key = load_key(a, r);
   const Acc *stats = (const Acc *)a.stats_in + r * 3;
   const Acc npos = stats[2];
-  s.g = (s.key.flags & kAnchorFlag) && npos >= 1 ? ((const Acc *)a.grad_loss)[r] : (Acc)0;
+  s.g = (s.key.roles & PIXCON_ROLE_ANCHOR) && npos >= 1 ? ((const Acc *)a.grad_loss)[r] : (Acc)0;
   s.stat = s.stat2 = s.w = s.invp = 0;
   if (s.g != 0) {
     s.stat = stats[0];
@@ -92,7 +78,7 @@ template <class Acc> __device__ __forceinline__ Side<Acc> load_side(const FusedA
 template <class Acc> __device__ __forceinline__ Side<Acc> empty_side() {
   Side<Acc> s;
   s.key.label = s.key.image = 0;
-  s.key.flags = 0;
+  s.key.roles = 0;
   s.g = s.stat = s.stat2 = s.w = s.invp = 0;
   return s;
 }
@@ -120,6 +106,11 @@ template <int BR> __device__ __forceinline__ bool find_tile(const FusedArgs &a, 
   const int64_t left = t->bag1 - t->row0;
   t->rows = left < BR ? (int)left : BR;
   return true;
+}
+
+/* The columns of the tile of BC from c0: BC, fewer at the bag's end. */
+template <int BC> __device__ __forceinline__ int tile_columns(const Tile &t, int64_t c0) {
+  return t.bag1 - c0 < BC ? (int)(t.bag1 - c0) : BC;
 }
 
 /* log-sum-exp kept as (max, sum of exp2((x - max) log2 e)) and mergeable in any order; the scale

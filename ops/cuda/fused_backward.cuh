@@ -33,9 +33,11 @@ __device__ __forceinline__ Acc pair_weight(const FusedArgs &a, int64_t i, const 
                                            const Side<Acc> &cj, Acc s) {
   Acc w = 0;
   if (ri.g != 0)
-    w += ri.g * slope(a.pair != 0, is_positive(a, i, ri.key, j, cj.key), is_negative(a, i, ri.key, j, cj.key), s, ri);
+    w += ri.g * slope(a.pair != 0, pixcon_is_positive(a.self_positive, i, &ri.key, j, &cj.key),
+                      pixcon_is_negative(a.image != NULL, i, &ri.key, j, &cj.key), s, ri);
   if (cj.g != 0)
-    w += cj.g * slope(a.pair != 0, is_positive(a, j, cj.key, i, ri.key), is_negative(a, j, cj.key, i, ri.key), s, cj);
+    w += cj.g * slope(a.pair != 0, pixcon_is_positive(a.self_positive, j, &cj.key, i, &ri.key),
+                      pixcon_is_negative(a.image != NULL, j, &cj.key, i, &ri.key), s, cj);
   return w;
 }
 
@@ -58,7 +60,7 @@ template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fuse
   typename GradMath<K, Sh>::type grad;
   grad.clear();
   for (int64_t c0 = t.bag0; c0 < t.bag1; c0 += Sh::kCols) {
-    const int n = t.bag1 - c0 < Sh::kCols ? (int)(t.bag1 - c0) : Sh::kCols;
+    const int n = tile_columns<Sh::kCols>(t, c0);
     for (int c = threadIdx.x; c < Sh::kCols; c += Sh::kThreads)
       cols[c] = c < n ? load_side<Acc>(a, c0 + c) : empty_side<Acc>();
     similarity_tile<K, Sh>(sim, smem, L, a, t.row0, t.rows, c0, n);

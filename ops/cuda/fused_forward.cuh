@@ -23,23 +23,35 @@ template <int LANES, class T> __device__ __forceinline__ T fold_sum(T x) {
   return x;
 }
 
+/* Column tile c0 of the bag, ready to fold: its columns' keys and the similarities S, written and
+ * synchronised. Returns its width. */
+template <class K, class Sh>
+__device__ __forceinline__ int column_tile(typename SimMath<K, Sh>::type &sim, unsigned char *smem,
+                                           const Layout<K, Sh> &L, const FusedArgs &a, const Tile &t,
+                                           Side<typename K::Acc> *cols, int64_t c0) {
+  const int n = tile_columns<Sh::kCols>(t, c0);
+  for (int c = threadIdx.x; c < n; c += Sh::kThreads) cols[c].key = load_key(a, c0 + c);
+  similarity_tile<K, Sh>(sim, smem, L, a, t.row0, t.rows, c0, n);
+  __syncthreads();
+  return n;
+}
+
 template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fused_forward_kernel(FusedArgs a) {
   typedef Kind<P> K;
   typedef typename K::Acc Acc;
-  typedef Layout<K, Sh> LT;
   PIXCON_DYNAMIC_SHARED(smem);
   Tile t;
   if (!find_tile<Sh::kRows>(a, &t)) return;
-  const LT L(a.dp, a.resident != 0);
-  const Acc *S = (const Acc *)(smem + L.s);
+  const Layout<K, Sh> L(a.dp, a.resident != 0);
   Side<Acc> *cols = (Side<Acc> *)(smem + L.col_sides);
   load_anchor_rows<K, Sh>(smem, L, a, t.row0, t.rows);
 
   const int r = threadIdx.x / Sh::kFoldLanes, part = threadIdx.x % Sh::kFoldLanes;
+  const Acc *S = (const Acc *)(smem + L.s) + r * Layout<K, Sh>::kSPitch; /* row r of S */
   const int64_t i = t.row0 + r;
   const bool live = r < t.rows;
   const Key me = load_key(a, live ? i : t.row0);
-  const bool anchor = live && (me.flags & kAnchorFlag);
+  const bool anchor = live && (me.roles & PIXCON_ROLE_ANCHOR);
 
   typename SimMath<K, Sh>::type sim;
   OnlineLse<Acc> lse;
@@ -47,20 +59,17 @@ template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fuse
   Acc pos_sum = 0;
   int npos = 0;
   for (int64_t c0 = t.bag0; c0 < t.bag1; c0 += Sh::kCols) {
-    const int n = t.bag1 - c0 < Sh::kCols ? (int)(t.bag1 - c0) : Sh::kCols;
-    for (int c = threadIdx.x; c < n; c += Sh::kThreads) cols[c].key = load_key(a, c0 + c);
-    similarity_tile<K, Sh>(sim, smem, L, a, t.row0, t.rows, c0, n);
-    __syncthreads();
+    const int n = column_tile<K, Sh>(sim, smem, L, a, t, cols, c0);
     if (anchor) {
       for (int c = part; c < n; c += Sh::kFoldLanes) {
         const int64_t j = c0 + c;
-        const Acc s = S[r * LT::kSPitch + c];
-        const bool pos = is_positive(a, i, me, j, cols[c].key);
+        const Acc s = S[c];
+        const bool pos = pixcon_is_positive(a.self_positive, i, &me, j, &cols[c].key);
         if (pos) {
           pos_sum += s;
           ++npos;
         }
-        if (is_negative(a, i, me, j, cols[c].key) || (!a.pair && pos)) lse.add(s);
+        if (pixcon_is_negative(a.image != NULL, i, &me, j, &cols[c].key) || (!a.pair && pos)) lse.add(s);
       }
     }
     __syncthreads();
@@ -78,14 +87,11 @@ template <Path P, class Sh> __global__ void __launch_bounds__(Sh::kThreads) fuse
   const bool needs_pass2 = anchor && npos > 0 && stat != neg_inf<Acc>();
   if (a.pair && __syncthreads_or(needs_pass2)) {
     for (int64_t c0 = t.bag0; c0 < t.bag1; c0 += Sh::kCols) {
-      const int n = t.bag1 - c0 < Sh::kCols ? (int)(t.bag1 - c0) : Sh::kCols;
-      for (int c = threadIdx.x; c < n; c += Sh::kThreads) cols[c].key = load_key(a, c0 + c);
-      similarity_tile<K, Sh>(sim, smem, L, a, t.row0, t.rows, c0, n);
-      __syncthreads();
+      const int n = column_tile<K, Sh>(sim, smem, L, a, t, cols, c0);
       if (needs_pass2) {
         for (int c = part; c < n; c += Sh::kFoldLanes) {
-          if (!is_positive(a, i, me, c0 + c, cols[c].key)) continue;
-          const Acc x = stat - S[r * LT::kSPitch + c];
+          if (!pixcon_is_positive(a.self_positive, i, &me, c0 + c, &cols[c].key)) continue;
+          const Acc x = stat - S[c];
           softplus_sum += softplus(x);
           sigmoid_sum += sigmoid(x);
         }

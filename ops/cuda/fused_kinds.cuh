@@ -18,6 +18,7 @@
 #include <mma.h>
 #include <stdint.h>
 
+#include "../common/convert.h"
 #include "common.cuh"
 
 namespace pixcon_cuda {
@@ -28,29 +29,21 @@ enum class Path { F16, BF16, TF32, F32, F64 };
  * and the online log-sum-exp; Grad: the W Z operands and the gradient accumulator. */
 template <Path P> struct Kind;
 
-template <> struct Kind<Path::F16> {
+/* 16-bit input of dtype D: S on 16-bit tensor cores (WMMA type W); widened exactly to float for W Z. */
+template <pixcon_dtype D, class W> struct Kind16 {
   typedef uint16_t Elem;
   typedef float Acc, Grad;
-  typedef __half Wmma; /* fragment element type and pointer type of WMMA loads */
-  typedef __half WmmaPtr;
+  typedef W Wmma; /* fragment element type and pointer type of WMMA loads */
+  typedef W WmmaPtr;
   static constexpr bool kTensor = true;
   static constexpr int kMmaK = 16;
   PIXCON_HD static Elem pack(const void *z, int64_t at) { return ((const uint16_t *)z)[at]; }
-  PIXCON_HD static Grad widen(Elem e) { return half_bits_to_float(e); }
-  PIXCON_HD static void store(void *out, int64_t at, Grad v) { ((uint16_t *)out)[at] = float_to_half_bits(v); }
+  PIXCON_HD static Grad widen(Elem e) { return pixcon_16bit_to_float(D, e); }
+  PIXCON_HD static void store(void *out, int64_t at, Grad v) { ((uint16_t *)out)[at] = pixcon_float_to_16bit(D, v); }
 };
 
-template <> struct Kind<Path::BF16> {
-  typedef uint16_t Elem;
-  typedef float Acc, Grad;
-  typedef __nv_bfloat16 Wmma;
-  typedef __nv_bfloat16 WmmaPtr;
-  static constexpr bool kTensor = true;
-  static constexpr int kMmaK = 16;
-  PIXCON_HD static Elem pack(const void *z, int64_t at) { return ((const uint16_t *)z)[at]; }
-  PIXCON_HD static Grad widen(Elem e) { return bf16_bits_to_float(e); }
-  PIXCON_HD static void store(void *out, int64_t at, Grad v) { ((uint16_t *)out)[at] = float_to_bf16_bits(v); }
-};
+template <> struct Kind<Path::F16> : Kind16<PIXCON_FLOAT16, __half> {};
+template <> struct Kind<Path::BF16> : Kind16<PIXCON_BFLOAT16, __nv_bfloat16> {};
 
 /* The packed copy is rounded to TF32 once, so WMMA loads need no per-fragment conversion. */
 template <> struct Kind<Path::TF32> {
@@ -67,23 +60,18 @@ template <> struct Kind<Path::TF32> {
   PIXCON_HD static void store(void *out, int64_t at, Grad v) { ((float *)out)[at] = v; }
 };
 
-template <> struct Kind<Path::F32> {
-  typedef float Elem;
-  typedef float Acc, Grad;
+/* float32 (strict) and float64 input: both products by FMA in the input type. */
+template <class T> struct KindFma {
+  typedef T Elem;
+  typedef T Acc, Grad;
   static constexpr bool kTensor = false;
-  PIXCON_HD static Elem pack(const void *z, int64_t at) { return ((const float *)z)[at]; }
+  PIXCON_HD static Elem pack(const void *z, int64_t at) { return ((const T *)z)[at]; }
   PIXCON_HD static Grad widen(Elem e) { return e; }
-  PIXCON_HD static void store(void *out, int64_t at, Grad v) { ((float *)out)[at] = v; }
+  PIXCON_HD static void store(void *out, int64_t at, Grad v) { ((T *)out)[at] = v; }
 };
 
-template <> struct Kind<Path::F64> {
-  typedef double Elem;
-  typedef double Acc, Grad;
-  static constexpr bool kTensor = false;
-  PIXCON_HD static Elem pack(const void *z, int64_t at) { return ((const double *)z)[at]; }
-  PIXCON_HD static Grad widen(Elem e) { return e; }
-  PIXCON_HD static void store(void *out, int64_t at, Grad v) { ((double *)out)[at] = v; }
-};
+template <> struct Kind<Path::F32> : KindFma<float> {};
+template <> struct Kind<Path::F64> : KindFma<double> {};
 
 /* A CTA owns kRows anchor rows and streams kCols-row column tiles, each through shared memory in
  * kChunk-wide slices of D; the backward CTA owns kGradCols gradient columns (D above that takes

@@ -1,6 +1,6 @@
 /* The two small kernels before each fused pass, both reading only device memory:
  *   pack_kernel: the caller's strided embeddings into a dense [N, Dp] copy in the path's element type
- *     (zero columns D .. Dp), and each row's flags (anchor, contrast); checks the labels;
+ *     (zero columns D .. Dp), and each row's roles (anchor, contrast); checks the labels;
  *   plan_kernel: checks the bag offsets and writes the device work list: tile_start[b], the first
  *     (bag, row tile) item of bag b, and tile_start[B], the number of items.
  * A bad label or bad offsets trigger a device-side assertion (the host learns of it at its next
@@ -31,12 +31,8 @@ template <Path P> __global__ void __launch_bounds__(kPackThreads) pack_kernel(Fu
   }
   for (int64_t r = (int64_t)blockIdx.x * kPackThreads + threadIdx.x; r < a.n; r += step) {
     const int64_t y = a.labels[r];
-    const bool kept = y != a.ignore_index;
-    PIXCON_DEVICE_ASSERT(kept == false || y >= 0, "pixcon.contrastive_loss: labels must be >= 0 or ignore_index");
-    unsigned f = 0;
-    if (kept && (!a.anchor_mask || a.anchor_mask[r])) f |= kAnchorFlag;
-    if (kept && (!a.contrast_mask || a.contrast_mask[r])) f |= kContrastFlag;
-    a.flags[r] = (uint8_t)f;
+    PIXCON_DEVICE_ASSERT(y == a.ignore_index || y >= 0, "pixcon.contrastive_loss: labels must be >= 0 or ignore_index");
+    a.roles[r] = (uint8_t)pixcon_row_roles(y, a.ignore_index, a.anchor_mask, a.contrast_mask, r);
   }
 }
 

@@ -135,23 +135,44 @@ __device__ __forceinline__ void stage_piece(typename K::Grad *piece, const Fused
   }
 }
 
-/* ---- S on tensor cores: warp w computes a 16-row band and kSimFrags 16-column blocks ---- */
+/* ---- the accumulators of both products, in registers ---- */
 
-template <class K, class Sh> struct SimTensor {
-  typedef Layout<K, Sh> L;
-  nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, K::kMmaK, float> acc[Sh::kSimFrags];
+/* Tensor cores: warp w owns the 16-row band w % kBands and the FRAGS 16 x 16 fragments of column group
+ * w / kBands. */
+template <class Sh, int MMA_K, int FRAGS> struct TensorAcc {
+  nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, MMA_K, float> acc[FRAGS];
 
   __device__ __forceinline__ int band() const { return (threadIdx.x / 32) % Sh::kBands; }
-  __device__ __forceinline__ int group() const { return (threadIdx.x / 32) / Sh::kBands; }
+  /* the first column of fragment f */
+  __device__ __forceinline__ int col(int f) const { return ((threadIdx.x / 32) / Sh::kBands * FRAGS + f) * 16; }
 
   __device__ __forceinline__ void clear() {
-    for (int f = 0; f < Sh::kSimFrags; ++f) nvcuda::wmma::fill_fragment(acc[f], 0.0f);
+    for (int f = 0; f < FRAGS; ++f) nvcuda::wmma::fill_fragment(acc[f], 0.0f);
   }
+};
+
+/* FMA: thread t owns rows 4 (t / kLanes) .. + 3 and the COLS columns t % kLanes + kLanes q. */
+template <class T, class Sh, int COLS> struct FmaAcc {
+  T acc[4][COLS];
+
+  __device__ __forceinline__ int row() const { return (threadIdx.x / Sh::kLanes) * 4; }
+  __device__ __forceinline__ int lane() const { return threadIdx.x % Sh::kLanes; }
+
+  __device__ __forceinline__ void clear() {
+    for (int r = 0; r < 4; ++r)
+      for (int q = 0; q < COLS; ++q) acc[r][q] = 0;
+  }
+};
+
+/* ---- S on tensor cores: warp w computes a 16-row band and kSimFrags 16-column blocks ---- */
+
+template <class K, class Sh> struct SimTensor : TensorAcc<Sh, K::kMmaK, Sh::kSimFrags> {
+  typedef Layout<K, Sh> L;
 
   /* one slice: I rows (row-major, pitch ldi) and J rows (row-major, pitch kPitch) */
   __device__ __forceinline__ void mma(const typename K::Elem *slice_i, int ldi, const typename K::Elem *slice_j) {
     using namespace nvcuda;
-    const typename K::WmmaPtr *zi = (const typename K::WmmaPtr *)slice_i + band() * 16 * ldi;
+    const typename K::WmmaPtr *zi = (const typename K::WmmaPtr *)slice_i + this->band() * 16 * ldi;
     const typename K::WmmaPtr *zj = (const typename K::WmmaPtr *)slice_j;
     for (int k = 0; k < Sh::kChunk; k += K::kMmaK) {
       wmma::fragment<wmma::matrix_a, 16, 16, K::kMmaK, typename K::Wmma, wmma::row_major> fa;
@@ -159,51 +180,43 @@ template <class K, class Sh> struct SimTensor {
       for (int f = 0; f < Sh::kSimFrags; ++f) {
         /* B = Z_J^T: element (k, c) of B is Z_J[c][k], column-major in the stage */
         wmma::fragment<wmma::matrix_b, 16, 16, K::kMmaK, typename K::Wmma, wmma::col_major> fb;
-        wmma::load_matrix_sync(fb, zj + (group() * Sh::kSimFrags + f) * 16 * L::kPitch + k, L::kPitch);
-        wmma::mma_sync(acc[f], fa, fb, acc[f]);
+        wmma::load_matrix_sync(fb, zj + this->col(f) * L::kPitch + k, L::kPitch);
+        wmma::mma_sync(this->acc[f], fa, fb, this->acc[f]);
       }
     }
   }
 
   __device__ __forceinline__ void store(float *S, float scale) {
     for (int f = 0; f < Sh::kSimFrags; ++f) {
-      for (int e = 0; e < acc[f].num_elements; ++e) acc[f].x[e] *= scale;
-      nvcuda::wmma::store_matrix_sync(S + band() * 16 * L::kSPitch + (group() * Sh::kSimFrags + f) * 16, acc[f],
-                                      L::kSPitch, nvcuda::wmma::mem_row_major);
+      for (int e = 0; e < this->acc[f].num_elements; ++e) this->acc[f].x[e] *= scale;
+      nvcuda::wmma::store_matrix_sync(S + this->band() * 16 * L::kSPitch + this->col(f), this->acc[f], L::kSPitch,
+                                      nvcuda::wmma::mem_row_major);
     }
   }
 };
 
-/* ---- S by FMA: thread t computes rows 4 (t / kLanes) .. + 3, columns t % kLanes + kLanes q ---- */
+/* ---- S by FMA ---- */
 
-template <class K, class Sh> struct SimFma {
+template <class K, class Sh> struct SimFma : FmaAcc<typename K::Acc, Sh, Sh::kSimCols> {
   typedef Layout<K, Sh> L;
   typedef typename K::Acc Acc;
-  Acc acc[4][Sh::kSimCols];
-
-  __device__ __forceinline__ int row() const { return (threadIdx.x / Sh::kLanes) * 4; }
-  __device__ __forceinline__ int lane() const { return threadIdx.x % Sh::kLanes; }
-
-  __device__ __forceinline__ void clear() {
-    for (int r = 0; r < 4; ++r)
-      for (int q = 0; q < Sh::kSimCols; ++q) acc[r][q] = 0;
-  }
 
   __device__ __forceinline__ void mma(const typename K::Elem *slice_i, int ldi, const typename K::Elem *slice_j) {
-    const typename K::Elem *zi = slice_i + row() * ldi;
-    const typename K::Elem *zj = slice_j + lane() * L::kPitch;
+    const typename K::Elem *zi = slice_i + this->row() * ldi;
+    const typename K::Elem *zj = slice_j + this->lane() * L::kPitch;
     for (int k = 0; k < Sh::kChunk; ++k) {
       Acc x[4], y[Sh::kSimCols];
       for (int r = 0; r < 4; ++r) x[r] = zi[r * ldi + k];
       for (int q = 0; q < Sh::kSimCols; ++q) y[q] = zj[q * Sh::kLanes * L::kPitch + k];
       for (int r = 0; r < 4; ++r)
-        for (int q = 0; q < Sh::kSimCols; ++q) acc[r][q] += x[r] * y[q];
+        for (int q = 0; q < Sh::kSimCols; ++q) this->acc[r][q] += x[r] * y[q];
     }
   }
 
   __device__ __forceinline__ void store(Acc *S, Acc scale) {
     for (int r = 0; r < 4; ++r)
-      for (int q = 0; q < Sh::kSimCols; ++q) S[(row() + r) * L::kSPitch + lane() + q * Sh::kLanes] = acc[r][q] * scale;
+      for (int q = 0; q < Sh::kSimCols; ++q)
+        S[(this->row() + r) * L::kSPitch + this->lane() + q * Sh::kLanes] = this->acc[r][q] * scale;
   }
 };
 
@@ -245,28 +258,20 @@ __device__ __forceinline__ void similarity_tile(typename SimMath<K, Sh>::type &s
 
 /* ---- W Z on TF32 tensor cores: warp w owns a 16-row band and kGradFrags 16-column blocks ---- */
 
-template <class K, class Sh> struct GradTensor {
+template <class K, class Sh> struct GradTensor : TensorAcc<Sh, 8, Sh::kGradFrags> {
   typedef Layout<K, Sh> L;
-  nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 8, float> acc[Sh::kGradFrags];
-
-  __device__ __forceinline__ int band() const { return (threadIdx.x / 32) % Sh::kBands; }
-  __device__ __forceinline__ int col(int f) const { return ((threadIdx.x / 32) / Sh::kBands * Sh::kGradFrags + f) * 16; }
-
-  __device__ __forceinline__ void clear() {
-    for (int f = 0; f < Sh::kGradFrags; ++f) nvcuda::wmma::fill_fragment(acc[f], 0.0f);
-  }
 
   /* acc += W[:, k0 : k0 + kPiece] piece; blocks at or past `cols` (the chunk's width) are all zero */
   __device__ __forceinline__ void mma(const float *W, int k0, const float *piece, int cols) {
     using namespace nvcuda;
     wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
-    wmma::load_matrix_sync(fa, W + band() * 16 * L::kSPitch + k0, L::kSPitch);
+    wmma::load_matrix_sync(fa, W + this->band() * 16 * L::kSPitch + k0, L::kSPitch);
     for (int e = 0; e < fa.num_elements; ++e) fa.x[e] = wmma::__float_to_tf32(fa.x[e]);
     for (int f = 0; f < Sh::kGradFrags; ++f) {
-      if (col(f) >= cols) break;
+      if (this->col(f) >= cols) break;
       wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
-      wmma::load_matrix_sync(fb, piece + col(f), L::kPiecePitch);
-      wmma::mma_sync(acc[f], fa, fb, acc[f]);
+      wmma::load_matrix_sync(fb, piece + this->col(f), L::kPiecePitch);
+      wmma::mma_sync(this->acc[f], fa, fb, this->acc[f]);
     }
   }
 
@@ -277,12 +282,12 @@ template <class K, class Sh> struct GradTensor {
     const int lane = threadIdx.x % 32;
     float *mine = scratch + (threadIdx.x / 32) * 256;
     for (int f = 0; f < Sh::kGradFrags; ++f) {
-      for (int e = 0; e < acc[f].num_elements; ++e) acc[f].x[e] *= scale;
-      nvcuda::wmma::store_matrix_sync(mine, acc[f], 16, nvcuda::wmma::mem_row_major);
+      for (int e = 0; e < this->acc[f].num_elements; ++e) this->acc[f].x[e] *= scale;
+      nvcuda::wmma::store_matrix_sync(mine, this->acc[f], 16, nvcuda::wmma::mem_row_major);
       __syncwarp();
       for (int e = lane; e < 256; e += 32) {
-        const int r = band() * 16 + e / 16;
-        const int64_t c = d0 + col(f) + e % 16;
+        const int r = this->band() * 16 + e / 16;
+        const int64_t c = d0 + this->col(f) + e % 16;
         if (r < rows && c < a.dim) K::store(a.grad, (row0 + r) * a.dim + c, mine[e]);
       }
       __syncwarp();
@@ -290,29 +295,20 @@ template <class K, class Sh> struct GradTensor {
   }
 };
 
-/* ---- W Z by FMA: thread t owns rows 4 (t / kLanes) .. + 3, columns t % kLanes + kLanes q ---- */
+/* ---- W Z by FMA ---- */
 
-template <class K, class Sh> struct GradFma {
+template <class K, class Sh> struct GradFma : FmaAcc<typename K::Grad, Sh, Sh::kGradColsPerThread> {
   typedef Layout<K, Sh> L;
   typedef typename K::Grad Grad;
-  Grad acc[4][Sh::kGradColsPerThread];
-
-  __device__ __forceinline__ int row() const { return (threadIdx.x / Sh::kLanes) * 4; }
-  __device__ __forceinline__ int lane() const { return threadIdx.x % Sh::kLanes; }
-
-  __device__ __forceinline__ void clear() {
-    for (int r = 0; r < 4; ++r)
-      for (int q = 0; q < Sh::kGradColsPerThread; ++q) acc[r][q] = 0;
-  }
 
   __device__ __forceinline__ void mma(const Grad *W, int k0, const Grad *piece, int cols) {
     (void)cols; /* zero columns cost what the loop costs; no divergent skip */
     for (int k = 0; k < Sh::kPiece; ++k) {
       Grad w[4];
-      for (int r = 0; r < 4; ++r) w[r] = W[(row() + r) * L::kSPitch + k0 + k];
+      for (int r = 0; r < 4; ++r) w[r] = W[(this->row() + r) * L::kSPitch + k0 + k];
       for (int q = 0; q < Sh::kGradColsPerThread; ++q) {
-        const Grad z = piece[k * L::kPiecePitch + lane() + q * Sh::kLanes];
-        for (int r = 0; r < 4; ++r) acc[r][q] += w[r] * z;
+        const Grad z = piece[k * L::kPiecePitch + this->lane() + q * Sh::kLanes];
+        for (int r = 0; r < 4; ++r) this->acc[r][q] += w[r] * z;
       }
     }
   }
@@ -320,10 +316,11 @@ template <class K, class Sh> struct GradFma {
   __device__ __forceinline__ void store(Grad *scratch, const FusedArgs &a, int64_t row0, int rows, int64_t d0,
                                         Grad scale) {
     (void)scratch;
+    const int row = this->row();
     for (int r = 0; r < 4; ++r)
       for (int q = 0; q < Sh::kGradColsPerThread; ++q) {
-        const int64_t c = d0 + lane() + q * Sh::kLanes;
-        if (row() + r < rows && c < a.dim) K::store(a.grad, (row0 + row() + r) * a.dim + c, acc[r][q] * scale);
+        const int64_t c = d0 + this->lane() + q * Sh::kLanes;
+        if (row + r < rows && c < a.dim) K::store(a.grad, (row0 + row + r) * a.dim + c, this->acc[r][q] * scale);
       }
   }
 };

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "pixcon/pixcon.h"
+#include "pixcon_reference.h"
 #include "test_rng.h"
 
 

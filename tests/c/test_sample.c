@@ -10,6 +10,7 @@
 
 #include "pixcon/philox.h"
 #include "pixcon/sample.h"
+#include "pixcon_reference.h"
 #include "test_rng.h"
 
 

@@ -156,28 +156,29 @@ void expect_abort(const char *what, void (*body)()) {
   expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, what);
 }
 
+/* The temporary-storage query, then the sort of n pairs in storage of that size. */
+void sort_pairs(cub::DoubleBuffer<uint64_t> &keys, cub::DoubleBuffer<int64_t> &vals, int n) {
+  size_t bytes = 0;
+  cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, vals, n);
+  void *temp = nullptr;
+  cudaMalloc(&temp, bytes);
+  cub::DeviceRadixSort::SortPairs(temp, bytes, keys, vals, n);
+}
+
 void test_aborts() {
   expect_abort("sort: a key buffer outside cudaMalloc'd memory aborts", [] {
     static uint64_t host_keys[2000];
     std::vector<int64_t> values(2000);
     cub::DoubleBuffer<uint64_t> keys(host_keys, to_device(std::vector<uint64_t>(2000)));
     cub::DoubleBuffer<int64_t> vals(to_device(values), to_device(values));
-    size_t bytes = 0;
-    cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, vals, 2000);
-    void *temp = nullptr;
-    cudaMalloc(&temp, bytes);
-    cub::DeviceRadixSort::SortPairs(temp, bytes, keys, vals, 2000);
+    sort_pairs(keys, vals, 2000);
   });
   expect_abort("sort: overlapping buffers abort", [] {
     uint64_t *k = to_device(std::vector<uint64_t>(3000));
     int64_t *v = to_device(std::vector<int64_t>(2000));
     cub::DoubleBuffer<uint64_t> keys(k, k + 1000);
     cub::DoubleBuffer<int64_t> vals(v, to_device(std::vector<int64_t>(2000)));
-    size_t bytes = 0;
-    cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, vals, 2000);
-    void *temp = nullptr;
-    cudaMalloc(&temp, bytes);
-    cub::DeviceRadixSort::SortPairs(temp, bytes, keys, vals, 2000);
+    sort_pairs(keys, vals, 2000);
   });
   expect_abort("sort: end_bit beyond the key aborts", [] {
     cub::DoubleBuffer<uint32_t> keys;

@@ -21,6 +21,7 @@
 
 #include "pixcon/pixcon.h"
 #include "pixcon/pixcon_cuda.h"
+#include "pixcon_reference.h"
 #include "../c/test_rng.h"
 #include "cuda_check.h"
 

@@ -339,21 +339,17 @@ float tf32_read(float f) { /* what the tensor core reads of a float */
   return f;
 }
 
-/* Input element types of the tests, with their memory type and host encoding. */
-struct HalfIn {
-  typedef __half T;
-  typedef __half Mem;
+/* Input element types of the tests, with their memory type and host encoding. The 16-bit types are
+ * their own memory type, holding the bits of Bits(f); their small integers are read exactly. */
+template <class T16, uint16_t (*Bits)(float)> struct In16 {
+  typedef T16 T;
+  typedef T16 Mem;
   static constexpr int K = 16;
-  static Mem encode(float f) { return __half{half_bits(f)}; }
+  static Mem encode(float f) { return T16{Bits(f)}; }
   static float read(float f) { return f; }
 };
-struct Bf16In {
-  typedef __nv_bfloat16 T;
-  typedef __nv_bfloat16 Mem;
-  static constexpr int K = 16;
-  static Mem encode(float f) { return __nv_bfloat16{bf16_bits(f)}; }
-  static float read(float f) { return f; }
-};
+typedef In16<__half, half_bits> HalfIn;
+typedef In16<__nv_bfloat16, bf16_bits> Bf16In;
 struct Tf32In {
   typedef wmma::precision::tf32 T;
   typedef float Mem;

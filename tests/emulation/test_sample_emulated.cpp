@@ -16,6 +16,7 @@
 #include "pixcon/philox.h"
 #include "pixcon/sample.h"
 #include "pixcon/sample_cuda.h"
+#include "pixcon_reference.h"
 #include "../c/test_rng.h"
 #include "cuda_check.h"
 

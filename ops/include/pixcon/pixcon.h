@@ -31,7 +31,7 @@ typedef enum pixcon_status {
 
 /* Element type of the embeddings (and of their gradient). Accumulation is float64 for
  * PIXCON_FLOAT64 and float32 for every other type; losses, statistics and the upstream
- * gradient use that accumulation type. */
+ * gradient use that accumulation type. The values are ABI: bindings mirror them by number. */
 typedef enum pixcon_dtype {
   PIXCON_FLOAT32 = 0,
   PIXCON_FLOAT64 = 1,
@@ -57,12 +57,6 @@ typedef enum pixcon_isa {
  * [1] W_i = mean_p sigmoid(NL_i - s_ip) ("pair"; 0 for "all"),
  * [2] |P(i)|. Stored row-major as stats[row * PIXCON_NUM_STATS + k]. */
 #define PIXCON_NUM_STATS 3
-
-/* PIXCON_NUM_STATS, and the accumulation dtype of embeddings of type `embeddings` (the dtype of
- * losses, statistics and the upstream gradient), for callers that size outputs without compiling
- * against this header (pixcon's fake kernels read them through ctypes). */
-int pixcon_loss_num_stats(void);
-pixcon_dtype pixcon_loss_accumulation_dtype(pixcon_dtype embeddings);
 
 /* One loss problem: many independent bags of rows in CSR form. */
 typedef struct pixcon_loss_params {
@@ -101,6 +95,14 @@ pixcon_status pixcon_loss_params_check_scalars(const pixcon_loss_params *p, char
 pixcon_status pixcon_loss_params_check_shape(const pixcon_loss_params *p, char *message,
                                              size_t message_size);
 
+/* PIXCON_NUM_STATS, and the accumulation type of embeddings of the given dtype (PIXCON_FLOAT64 for
+ * PIXCON_FLOAT64, else PIXCON_FLOAT32): the dtype of losses, statistics and the upstream gradient.
+ * For callers that mirror these rules without compiling this header. */
+int pixcon_loss_num_stats(void);
+pixcon_dtype pixcon_loss_accumulation_dtype(pixcon_dtype embeddings);
+
+/* ---- CPU kernels (host pointers), OpenMP-parallel ---- */
+
 /* Bytes of workspace the CPU forward / backward need for p: O(N * D + threads * tile^2),
  * never O(N^2). */
 size_t pixcon_cpu_forward_workspace_size(const pixcon_loss_params *p);
@@ -117,15 +119,6 @@ pixcon_status pixcon_cpu_contrastive_backward(const pixcon_loss_params *p,
                                               const void *grad_loss, const void *stats,
                                               void *grad_embeddings, void *workspace,
                                               size_t workspace_size);
-
-/* Plain O(N^2 D)-time, O(1)-extra-memory implementations of the same two functions: the
- * reference the fast kernels are tested against (float64 accumulation whatever the dtype). */
-pixcon_status pixcon_reference_contrastive_forward(const pixcon_loss_params *p, double *loss,
-                                                   uint8_t *valid, double *stats);
-pixcon_status pixcon_reference_contrastive_backward(const pixcon_loss_params *p,
-                                                    const double *grad_loss,
-                                                    const double *stats,
-                                                    double *grad_embeddings);
 
 /* The tier the CPU kernels use. The first call to any kernel resolves AUTO from the
  * PIXCON_CPU_ISA environment variable ("scalar", "avx2", "avx512") or, when unset, from

@@ -102,12 +102,6 @@ pixcon_status pixcon_cpu_sample_counts(const pixcon_sample_params *p, int64_t *c
 pixcon_status pixcon_cpu_sample_select(const pixcon_sample_params *p, const int64_t *quotas,
                                        int64_t *indices, void *workspace, size_t workspace_size);
 
-/* Plain reference of all three steps (one thread, a sort per group), for the tests.
- * indices needs room for B * H * W entries, bag_offsets for num_bags + 1. It allocates its
- * scratch with malloc and returns PIXCON_ERROR_WORKSPACE_TOO_SMALL when that fails. */
-pixcon_status pixcon_reference_sample(const pixcon_sample_params *p, int64_t *indices,
-                                      int64_t *bag_offsets);
-
 /* The group of pixel `index` (label y, prediction pred), or -1 when it is not sampled
  * (ignored). A label outside [0, num_classes) (uniform with num_classes 0: a negative label)
  * returns G, the overflow slot of counts. */

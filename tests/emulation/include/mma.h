@@ -104,6 +104,13 @@ template <class Use, int M, int N, int K, class T, class Layout> struct Kind {
   }
 };
 
+/* Where element e of lane `lane`'s fragment F lies in memory: element (r, c) of the matrix at
+ * r * ldm + c (row-major) or c * ldm + r (column-major). */
+template <class F> size_t offset(unsigned lane, int e, unsigned ldm, bool row_major) {
+  const int at = F::position(lane, e), r = at / F::cols, c = at % F::cols;
+  return row_major ? (size_t)r * ldm + c : (size_t)c * ldm + r;
+}
+
 template <class Memory> void check_access(const char *api, const void *p, unsigned ldm) {
   if ((uintptr_t)p % 32 != 0) misuse(api, "the pointer is not 32-byte (256-bit) aligned");
   if ((size_t)ldm * sizeof(Memory) % 16 != 0) misuse(api, "ldm is not a multiple of 16 bytes");
@@ -140,10 +147,8 @@ inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout> &f,
   ::pixcon_emu::wmma_detail::check_access<typename ::pixcon_emu::wmma_detail::Element<T>::memory>(
       "wmma::load_matrix_sync", p, ldm);
   const unsigned lane = ::pixcon_emu::warp_lane();
-  for (int e = 0; e < F::per_lane; ++e) {
-    const int at = F::position(lane, e), r = at / F::cols, c = at % F::cols;
-    f.x[e] = p[F::row_major ? (size_t)r * ldm + c : (size_t)c * ldm + r];
-  }
+  for (int e = 0; e < F::per_lane; ++e)
+    f.x[e] = p[::pixcon_emu::wmma_detail::offset<F>(lane, e, ldm, F::row_major)];
 }
 
 template <int M, int N, int K>
@@ -152,10 +157,8 @@ inline void load_matrix_sync(fragment<accumulator, M, N, K, float> &f, const flo
   typedef ::pixcon_emu::wmma_detail::Kind<accumulator, M, N, K, float, void> F;
   ::pixcon_emu::wmma_detail::check_access<float>("wmma::load_matrix_sync", p, ldm);
   const unsigned lane = ::pixcon_emu::warp_lane();
-  for (int e = 0; e < F::per_lane; ++e) {
-    const int at = F::position(lane, e), r = at / F::cols, c = at % F::cols;
-    f.x[e] = p[layout == mem_row_major ? (size_t)r * ldm + c : (size_t)c * ldm + r];
-  }
+  for (int e = 0; e < F::per_lane; ++e)
+    f.x[e] = p[::pixcon_emu::wmma_detail::offset<F>(lane, e, ldm, layout == mem_row_major)];
 }
 
 template <int M, int N, int K>
@@ -164,10 +167,8 @@ inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, flo
   typedef ::pixcon_emu::wmma_detail::Kind<accumulator, M, N, K, float, void> F;
   ::pixcon_emu::wmma_detail::check_access<float>("wmma::store_matrix_sync", p, ldm);
   const unsigned lane = ::pixcon_emu::warp_lane();
-  for (int e = 0; e < F::per_lane; ++e) {
-    const int at = F::position(lane, e), r = at / F::cols, c = at % F::cols;
-    p[layout == mem_row_major ? (size_t)r * ldm + c : (size_t)c * ldm + r] = f.x[e];
-  }
+  for (int e = 0; e < F::per_lane; ++e)
+    p[::pixcon_emu::wmma_detail::offset<F>(lane, e, ldm, layout == mem_row_major)] = f.x[e];
 }
 
 /* d = a b + c for the warp; d may be c. */

@@ -1,23 +1,17 @@
 /*
  * The C API's argument checks (pixcon.h): what every entry point, CPU or CUDA, verifies before it
- * touches the data. Plain C with no threads, so the CUDA library links it without OpenMP.
- * Cost: O(B) for the offsets, O(N) for the labels.
+ * touches the data, and the accumulation rule both follow. Plain C with no threads, so the CUDA
+ * library links it without OpenMP. Cost: O(B) for the offsets, O(N) for the labels.
  */
 #include <stdint.h>
 
 #include "message.h"
 #include "pixcon/pixcon.h"
 
-int pixcon_loss_num_stats(void) { return PIXCON_NUM_STATS; }
-
-pixcon_dtype pixcon_loss_accumulation_dtype(pixcon_dtype embeddings) {
-  return embeddings == PIXCON_FLOAT64 ? PIXCON_FLOAT64 : PIXCON_FLOAT32;
-}
-
 pixcon_status pixcon_loss_params_check_scalars(const pixcon_loss_params *p, char *message,
                                                size_t size) {
-  if (message && size > 0) message[0] = '\0';
-  if (!p) return pixcon_invalid_argument(message, size, "params is NULL");
+  pixcon_status st = pixcon_check_start(p, message, size);
+  if (st != PIXCON_OK) return st;
   if (p->num_rows < 0) return pixcon_invalid_argument(message, size, "embeddings: negative number of rows");
   if (p->dim < 1) return pixcon_invalid_argument(message, size, "embeddings: need at least one feature column, got %lld", (long long)p->dim);
   if (p->num_rows > 0 && (!p->embeddings || !p->labels))
@@ -57,4 +51,10 @@ pixcon_status pixcon_loss_params_check(const pixcon_loss_params *p, char *messag
       return pixcon_invalid_argument(message, size, "labels must be >= 0 or ignore_index (%lld), found %lld at row %lld",
                   (long long)p->ignore_index, (long long)p->labels[r], (long long)r);
   return PIXCON_OK;
+}
+
+int pixcon_loss_num_stats(void) { return PIXCON_NUM_STATS; }
+
+pixcon_dtype pixcon_loss_accumulation_dtype(pixcon_dtype embeddings) {
+  return embeddings == PIXCON_FLOAT64 ? PIXCON_FLOAT64 : PIXCON_FLOAT32;
 }

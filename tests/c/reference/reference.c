@@ -1,13 +1,14 @@
 /*
  * Plain reference of the fused loss: the definitions of pixcon.h evaluated pair by pair in
- * double precision, recomputing every s_ij (O(N^2 D) time, no extra memory). The tiled tiers
- * are tested against it; it is written for clarity, not speed.
+ * double precision, recomputing every s_ij (O(N^2 D) time, no extra memory), with the sets of
+ * ops/common/sets.h. The tiled tiers, which work on dense label codes instead, are tested against
+ * it; it is written for clarity, not speed.
  */
 #include <math.h>
 
-#include "convert.h"
-#include "pixcon/pixcon.h"
-
+#include "common/convert.h"
+#include "common/sets.h"
+#include "pixcon_reference.h"
 
 static double z_at(const pixcon_loss_params *p, int64_t r, int64_t d) {
   return pixcon_load_elem(p->embeddings, p->dtype, r * p->row_stride + d * p->col_stride);
@@ -19,22 +20,26 @@ static double sim(const pixcon_loss_params *p, int64_t i, int64_t j) {
   return s / p->temperature;
 }
 
-static int is_anchor(const pixcon_loss_params *p, int64_t r) {
-  return p->labels[r] != p->ignore_index && (!p->anchor_mask || p->anchor_mask[r]);
+static pixcon_row_key key(const pixcon_loss_params *p, int64_t r) {
+  pixcon_row_key k;
+  k.label = p->labels[r];
+  k.image = p->image_ids ? p->image_ids[r] : 0;
+  k.roles = pixcon_row_roles(p->labels[r], p->ignore_index, p->anchor_mask, p->contrast_mask, r);
+  return k;
 }
 
-static int is_contrast(const pixcon_loss_params *p, int64_t r) {
-  return p->labels[r] != p->ignore_index && (!p->contrast_mask || p->contrast_mask[r]);
+static int is_anchor(const pixcon_loss_params *p, int64_t r) {
+  return (key(p, r).roles & PIXCON_ROLE_ANCHOR) != 0;
 }
 
 static int is_positive(const pixcon_loss_params *p, int64_t i, int64_t j) {
-  if (i == j) return p->self_positive != 0;
-  return is_contrast(p, j) && p->labels[j] == p->labels[i];
+  pixcon_row_key ki = key(p, i), kj = key(p, j);
+  return pixcon_is_positive(p->self_positive, i, &ki, j, &kj);
 }
 
 static int is_negative(const pixcon_loss_params *p, int64_t i, int64_t j) {
-  if (i == j || !is_contrast(p, j) || p->labels[j] == p->labels[i]) return 0;
-  return !p->image_ids || p->image_ids[j] == p->image_ids[i];
+  pixcon_row_key ki = key(p, i), kj = key(p, j);
+  return pixcon_is_negative(p->image_ids != NULL, i, &ki, j, &kj);
 }
 
 static int in_lse(const pixcon_loss_params *p, int64_t i, int64_t j) {

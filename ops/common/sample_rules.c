@@ -16,8 +16,8 @@ int64_t pixcon_sample_num_bags(const pixcon_sample_params *p) {
 }
 
 pixcon_status pixcon_sample_params_check_shape(const pixcon_sample_params *p, char *message, size_t size) {
-  if (message && size > 0) message[0] = '\0';
-  if (!p) return pixcon_invalid_argument(message, size, "params is NULL");
+  pixcon_status st = pixcon_check_start(p, message, size);
+  if (st != PIXCON_OK) return st;
   if (p->num_images < 0 || p->pixels_per_image < 0)
     return pixcon_invalid_argument(message, size, "labels: negative size [%lld, %lld]", (long long)p->num_images,
                 (long long)p->pixels_per_image);

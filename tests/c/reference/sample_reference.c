@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "pixcon/philox.h"
-#include "pixcon/sample.h"
+#include "pixcon_reference.h"
 
 typedef struct keyed_pixel {
   int64_t group;

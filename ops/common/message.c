@@ -1,4 +1,4 @@
-/* pixcon_invalid_argument (message.h). */
+/* pixcon_invalid_argument and pixcon_check_start (message.h). */
 #include "message.h"
 
 #include <stdarg.h>
@@ -12,4 +12,9 @@ pixcon_status pixcon_invalid_argument(char *message, size_t size, const char *fm
     va_end(args);
   }
   return PIXCON_ERROR_INVALID_ARGUMENT;
+}
+
+pixcon_status pixcon_check_start(const void *params, char *message, size_t size) {
+  if (message && size > 0) message[0] = '\0';
+  return params ? PIXCON_OK : pixcon_invalid_argument(message, size, "params is NULL");
 }
