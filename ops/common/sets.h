@@ -1,5 +1,5 @@
 /*
- * The sets of pixcon.h (DESIGN.md section 2), for the CPU and the CUDA kernels alike: a row's roles
+ * The sets of pixcon.h (docs/design.md section 2.1), for the CPU and the CUDA kernels alike: a row's roles
  * (anchor, contrast row) and whether row j of a bag is a positive or a negative of anchor i. Labels
  * and image ids are compared as raw int64 values. Cost: O(1) per row or pair.
  */
