@@ -97,9 +97,7 @@ LossProblem make_loss_problem(const char* op, LossArgs a) {
   a.anchor_mask = mask_rows(op, "anchor_mask", a.anchor_mask, n);
   a.contrast_mask = mask_rows(op, "contrast_mask", a.contrast_mask, n);
   if (a.image_ids) a.image_ids = int64_rows(op, "image_ids", *a.image_ids, n);
-  LossProblem q{op, a, fill_params(a, parse_denominator(op, a.denominator))};
-  q.params.dtype = dtype;
-  return q;
+  return {op, a, fill_params(a, dtype, parse_denominator(op, a.denominator))};
 }
 
 ForwardOutputs empty_forward_outputs(const LossProblem& q) {

@@ -33,7 +33,7 @@ inline constexpr char kLossBackwardSchema[] =
     "contrastive_loss_backward(Tensor grad_loss, " PIXCON_LOSS_ROWS ", Tensor stats, "
     PIXCON_LOSS_OPTIONS ") -> Tensor";
 
-// The op's arguments after the tensors it only reads in the backward pass.
+// The arguments both ops take (all but the backward's grad_loss and stats).
 struct LossArgs {
   Tensor embeddings, labels, bag_offsets;
   std::optional<Tensor> anchor_mask, contrast_mask, image_ids;
@@ -56,14 +56,16 @@ struct LossProblem {
 // (offsets, labels, temperature) are the C API's to check, which each backend asks for its device.
 LossProblem make_loss_problem(const char* op, LossArgs args);
 
-// The C parameters of converted arguments: labels and image ids contiguous int64, masks contiguous
-// bool, offsets contiguous int64; everything but the embeddings' dtype and the thread count.
-inline pixcon_loss_params fill_params(const LossArgs& a, pixcon_denominator denominator) {
+// The C parameters of converted arguments (labels and image ids contiguous int64, masks contiguous
+// bool, offsets contiguous int64); everything but the thread count, which the CPU backend sets.
+inline pixcon_loss_params fill_params(const LossArgs& a, pixcon_dtype dtype,
+                                      pixcon_denominator denominator) {
   auto pointer = [](const std::optional<Tensor>& t) { return t ? t->data_ptr() : nullptr; };
   pixcon_loss_params p{};
   p.num_rows = a.embeddings.size(0);
   p.dim = a.embeddings.size(1);
   p.embeddings = a.embeddings.data_ptr();
+  p.dtype = dtype;
   p.row_stride = a.embeddings.stride(0);
   p.col_stride = a.embeddings.stride(1);
   p.labels = static_cast<const int64_t*>(a.labels.data_ptr());

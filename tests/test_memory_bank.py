@@ -332,3 +332,25 @@ def test_memory_bank_must_be_a_pixel_memory_bank():
 def test_bank_is_part_of_the_loss_state_dict():
     module = pixcon.nn.PixelContrastiveLoss(memory_bank=bank())
     assert {"memory_bank.queue", "memory_bank.ptr", "memory_bank.count"} <= set(module.state_dict())
+
+
+def test_join_keeps_a_contrast_mask_and_makes_bank_rows_contrast_only():
+    from pixcon.bags import Bags
+    bank = PixelMemoryBank(3, 2, 4)
+    bank.enqueue(torch.nn.functional.normalize(torch.randn(3, 4), dim=1), torch.tensor([0, 1, 2]))
+    bags = Bags(torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1]), torch.tensor([0, 2, 5]),
+                contrast=torch.tensor([True, False, True, True, False]))
+    joined = bank.join(bags)
+    assert joined.offsets.tolist() == [0, 5, 11]
+    assert joined.contrast.tolist() == [True, False, True, True, True,
+                                        True, True, False, True, True, True]
+    assert joined.anchor.tolist() == [True, True, False, False, False,
+                                      True, True, True, False, False, False]
+    assert joined.origin.tolist() == [0, 1, -1, -1, -1, 2, 3, 4, -1, -1, -1]
+
+
+def test_join_refuses_bags_restricted_by_image_ids():
+    from pixcon.bags import Bags
+    bags = Bags(torch.randn(2, 4), torch.tensor([0, 1]), torch.tensor([0, 2]), image_ids=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="image_ids"):
+        PixelMemoryBank(3, 2, 4).join(bags)

@@ -95,7 +95,7 @@ def _backward(ctx, grad_loss: Tensor, _grad_valid: Tensor, _grad_stats: Tensor) 
     grad = None
     if ctx.needs_input_grad[0]:
         arguments = dict(zip(ctx.tensor_names, saved), **ctx.others, grad_loss=grad_loss, stats=stats)
-        grad = _BACKWARD(**{name: arguments[name] for name in _names(_BACKWARD) if name in arguments})
+        grad = _BACKWARD(**{name: arguments[name] for name in _names(_BACKWARD)})
     return (grad,) + (None,) * (ctx.num_inputs - 1)
 
 

@@ -14,8 +14,6 @@ from .options import Denominator
 def _as_offsets(bag_offsets: Tensor | Sequence[int] | None, embeddings: Tensor) -> Tensor:
     if isinstance(bag_offsets, Tensor):
         return bag_offsets
-    if not isinstance(embeddings, Tensor):
-        raise TypeError(f"pixcon.contrastive_loss: embeddings must be a tensor, got {type(embeddings).__name__}")
     if bag_offsets is None:
         # [0, n] made on the device: a host tensor copied to a GPU would block the host, and a
         # CUDA graph cannot capture that copy
@@ -80,6 +78,8 @@ def contrastive_loss(
     On CUDA, float32 similarities use TF32 tensor cores only when torch allows TF32 for
     matmuls (see ``cuda_matmul_allows_tf32``); 16-bit inputs always use tensor cores.
     """
+    if not isinstance(embeddings, Tensor):  # the shim sees tensors only; torch would refuse it unnamed
+        raise TypeError(f"pixcon.contrastive_loss: embeddings must be a tensor, got {type(embeddings).__name__}")
     loss, valid, _ = _loss_op.call(
         embeddings=embeddings, labels=labels, bag_offsets=_as_offsets(bag_offsets, embeddings),
         anchor_mask=anchor_mask, contrast_mask=contrast_mask, image_ids=image_ids,

@@ -149,22 +149,33 @@ class PixelMemoryBank(nn.Module):
 
     def join(self, bags: Bags) -> Bags:
         """``bags`` with the bank's filled entries appended to every bag as contrast-only rows
-        (positives and negatives of the anchors, never anchors themselves, no gradient)."""
+        (positives and negatives of the anchors, never anchors themselves, no gradient). Bank
+        entries come from no image of the batch, so bags with ``image_ids`` are refused."""
         if self.dim != bags.rows.shape[1]:
             raise ValueError(f"PixelContrastiveLoss: the memory bank holds {self.dim}-dimensional entries "
                              f"but the embeddings have D = {bags.rows.shape[1]}")
+        if bags.image_ids is not None:
+            raise ValueError("PixelMemoryBank.join: bank entries belong to no image, so they cannot join bags "
+                             "whose negatives are restricted by image_ids")
         entries, entry_labels = self.rows()
         entries = entries.to(device=bags.rows.device, dtype=bags.rows.dtype)
         entry_labels = entry_labels.to(device=bags.rows.device, dtype=bags.labels.dtype)
         rows, labels, offsets, placed = _append_to_bags(bags.rows, bags.labels, bags.offsets, entries,
                                                         entry_labels)
-        anchor = torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
-        anchor[placed] = True if bags.anchor is None else bags.anchor
-        origin = torch.full((rows.shape[0],), -1, dtype=torch.int64, device=rows.device)
-        origin[placed] = torch.arange(bags.num_rows, device=rows.device) if bags.origin is None else bags.origin
-        return dataclasses.replace(bags, rows=rows, labels=labels, offsets=offsets, anchor=anchor, contrast=None,
-                                   image_ids=None, images=None, origin=origin,
-                                   num_inputs=bags.num_rows if bags.num_inputs is None else bags.num_inputs)
+
+        def spread(values: Tensor, entry_value: int | bool) -> Tensor:
+            """Per-row ``values`` at the rows' new places, ``entry_value`` for the bank's rows."""
+            out = torch.full((rows.shape[0],), entry_value, dtype=values.dtype, device=rows.device)
+            out[placed] = values
+            return out
+
+        n, device = bags.num_rows, rows.device
+        anchor = torch.ones(n, dtype=torch.bool, device=device) if bags.anchor is None else bags.anchor
+        origin = torch.arange(n, device=device) if bags.origin is None else bags.origin
+        return dataclasses.replace(
+            bags, rows=rows, labels=labels, offsets=offsets, images=None, anchor=spread(anchor, False),
+            contrast=None if bags.contrast is None else spread(bags.contrast, True),
+            origin=spread(origin, -1), num_inputs=n if bags.num_inputs is None else bags.num_inputs)
 
     @torch.no_grad()
     def reset(self) -> None:

@@ -111,8 +111,9 @@ def sample_pixels(
             raise ValueError(
                 f"pixcon.sample_pixels: predictions must have the shape of labels {tuple(labels.shape)}, "
                 f"got {tuple(predictions.shape)}")
-    infer_classes = num_classes is None and strategy != "uniform"  # uniform needs no classes:
-    arguments = (                                                  # 0 leaves labels unbounded above
+    # uniform needs no classes: 0 leaves labels unbounded above; -1 asks for the largest label + 1
+    infer_classes = num_classes is None and strategy != "uniform"
+    arguments = (
         labels, predictions if strategy == "hard_easy" else None, strategy,
         -1 if infer_classes else int(num_classes or 0), int(ignore_index),
         0 if seed is None else _as_signed_seed(int(seed)), bool(per_image),
