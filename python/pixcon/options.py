@@ -36,7 +36,8 @@ class LossOptions:
         return dataclasses.replace(self, **changes)
 
     def as_kwargs(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # not dataclasses.asdict: it deep-copies, which torch.compile (torch 2.10) cannot trace
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
 def check_positive(owner: str, name: str, value: Any) -> None:
