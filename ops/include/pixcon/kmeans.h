@@ -15,12 +15,16 @@
  *  2. For each restart r = 0 .. restarts-1:
  *     a. Initialisation, Philox-keyed (pixcon_kmeans_draw32/64):
  *        - random: the K valid rows with the smallest (draw32(seed, r, 0, i), i), in that order;
- *        - k-means++: c_0 is the valid row with the smallest (draw32(seed, r, 0, i), i); for
- *          t = 1 .. K-1 the weight of a valid row is w_i = pixcon_kmeans_weight(max over chosen
- *          centroids of cos(u_i, c)), an integer, and c_t is the first row (ascending i) whose
- *          inclusive prefix sum of w exceeds pixcon_kmeans_target(draw64(seed, r, t), sum w); when
- *          sum w = 0, the valid row with the smallest (draw32(seed, r, t, i), i).
- *        Centroids that cannot be drawn (fewer valid rows than K) are zero vectors.
+ *        - k-means++, greedy (Arthur and Vassilvitskii 2007, with the local trials of
+ *          scikit-learn's kmeans_plusplus): c_0 is the valid row with the smallest
+ *          (draw32(seed, r, 0, i), i); for t = 1 .. the weight of a valid row is
+ *          w_i = pixcon_kmeans_weight(b_i), b_i its max cosine to the chosen centroids, an
+ *          integer. Trial j < pixcon_kmeans_trials(K) draws the first row (ascending i) whose
+ *          inclusive prefix sum of w exceeds pixcon_kmeans_target(draw64(seed, r, t, j), sum w);
+ *          c_t is the trial whose potential sum_i pixcon_kmeans_weight(max(b_i, cos(u_i, row)))
+ *          is smallest (ties: the first trial). When sum w = 0, c_t is the valid row with the
+ *          smallest (draw32(seed, r, t, i), i).
+ *        Only min(K, valid rows) centroids are drawn; the others are zero vectors.
  *     b. `iterations` times: assign, then update.
  *        - assign: label_i = argmax_k cos(u_i, c_k), ties to the smaller k, best_i its cosine.
  *          [exact] cos(u, c) = pixcon_kmeans_dot: 16 lanes, lane l accumulates fmaf(u_d, c_d, .)
@@ -38,7 +42,8 @@
  *     valid rows of lowest pixcon_kmeans_key(best_i, i) get ignore_index. Its centroids [K, D]
  *     are returned as float32 unit vectors (a zero vector for a centroid never drawn).
  *
- * Cost per assign: n K D multiply-adds, tiled (rows x clusters) with a running arg-max per row,
+ * Cost per assign: n K D multiply-adds (k-means++: about 1 + pixcon_kmeans_trials(K) passes of
+ * n D per centroid), tiled (rows x clusters) with a running arg-max per row,
  * so the n x K matrix is never stored; per update O(n D). Memory: the unit copy (n Dp floats),
  * O(n) integers and O(K D) for the centroids.
  */
@@ -125,10 +130,21 @@ PIXCON_KMEANS_FN uint32_t pixcon_kmeans_draw32(uint64_t seed, int64_t restart, i
   return pixcon_kmeans_philox(seed, restart, step, index).v[0];
 }
 
-/* The k-means++ draw of step t: one 64-bit word (index -1 keeps it apart from the row draws). */
-PIXCON_KMEANS_FN uint64_t pixcon_kmeans_draw64(uint64_t seed, int64_t restart, int64_t step) {
-  pixcon_philox4x32 r = pixcon_kmeans_philox(seed, restart, step, -1);
+/* The k-means++ draw of trial j of step t: one 64-bit word (negative indices keep it apart from
+ * the row draws). */
+PIXCON_KMEANS_FN uint64_t pixcon_kmeans_draw64(uint64_t seed, int64_t restart, int64_t step, int64_t trial) {
+  pixcon_philox4x32 r = pixcon_kmeans_philox(seed, restart, step, -1 - trial);
   return ((uint64_t)r.v[1] << 32) | r.v[0];
+}
+
+/* Local trials per greedy k-means++ step: 2 + floor(ln K), from integer thresholds ceil(e^m). */
+PIXCON_KMEANS_FN int pixcon_kmeans_trials(int64_t num_clusters) {
+  const int64_t ceil_exp[] = {3, 8, 21, 55, 149, 404, 1097, 2981, 8104, 22027, 59875, 162755, 442414,
+                              1202605, 3269018, 8886111, 24154953, 65659970, 178482301, 485165196,
+                              1318815735};
+  int trials = 2;
+  for (int m = 0; m < (int)(sizeof ceil_exp / sizeof ceil_exp[0]); ++m) trials += num_clusters >= ceil_exp[m];
+  return trials;
 }
 
 /* floor(u / 2^64 * total), computed exactly: the prefix-sum target of a k-means++ draw. */

@@ -1,6 +1,6 @@
 /*
  * Test oracles of the C API, built only with the tests: plain implementations of the loss of
- * pixcon.h and of the sampling of sample.h, written for clarity, not speed, that the kernels are
+ * pixcon.h, of the sampling of sample.h and of the k-means of kmeans.h, written for clarity, not speed, that the kernels are
  * compared with. No product library contains them.
  */
 #ifndef PIXCON_REFERENCE_H
@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "pixcon/kmeans.h"
 #include "pixcon/pixcon.h"
 #include "pixcon/sample.h"
 
@@ -29,6 +30,10 @@ pixcon_status pixcon_reference_contrastive_backward(const pixcon_loss_params *p,
  * returns PIXCON_ERROR_WORKSPACE_TOO_SMALL when that fails. */
 pixcon_status pixcon_reference_sample(const pixcon_sample_params *p, int64_t *indices,
                                       int64_t *bag_offsets);
+
+/* The k-means of kmeans.h (one thread, malloc'd scratch, D <= 4096): labels [n], centroids [K, D].
+ * Returns PIXCON_ERROR_WORKSPACE_TOO_SMALL when an allocation fails. */
+pixcon_status pixcon_reference_kmeans(const pixcon_kmeans_params *p, int64_t *labels, float *centroids);
 
 #ifdef __cplusplus
 }
