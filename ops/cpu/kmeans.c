@@ -19,6 +19,8 @@
 
 /* Rows per parallel work item: the centroids are reused across a chunk while they sit in cache. */
 #define ROW_GRAIN 256
+/* pixcon_kmeans_trials of any K < 2^31 */
+#define MAX_TRIALS 23
 
 typedef struct kmeans_ws {
   const pixcon_kmeans_params *p;
@@ -36,26 +38,29 @@ typedef struct kmeans_ws {
   int32_t *order;        /* n: valid rows grouped by cluster, ascending within each */
   uint64_t *keys;        /* n: sort keys */
   uint64_t *chunk_sums;  /* ceil(n / ROW_GRAIN) */
+  float *trial_cos;      /* n x trials: the cosines to each candidate of a k-means++ step */
+  float *trial_units;    /* trials x dp: the candidates */
+  uint64_t *potential;   /* trials */
 } kmeans_ws;
 
 typedef void (*assign_fn)(const pixcon_kmeans_rows *, const float *, int64_t, int32_t *, float *);
-typedef void (*dots_fn)(const pixcon_kmeans_rows *, const float *, float *);
+typedef void (*cosines_fn)(const pixcon_kmeans_rows *, const float *, int64_t, float *);
 
-static void tier_kernels(assign_fn *assign, dots_fn *dots) {
+static void tier_kernels(assign_fn *assign, cosines_fn *cosines) {
   switch (pixcon_cpu_isa()) {
 #if defined(PIXCON_HAVE_X86_TIERS)
     case PIXCON_ISA_AVX512:
       *assign = pixcon_cpu_kmeans_assign_avx512;
-      *dots = pixcon_cpu_kmeans_dots_avx512;
+      *cosines = pixcon_cpu_kmeans_cosines_avx512;
       return;
     case PIXCON_ISA_AVX2:
       *assign = pixcon_cpu_kmeans_assign_avx2;
-      *dots = pixcon_cpu_kmeans_dots_avx2;
+      *cosines = pixcon_cpu_kmeans_cosines_avx2;
       return;
 #endif
     default:
       *assign = pixcon_cpu_kmeans_assign_scalar;
-      *dots = pixcon_cpu_kmeans_dots_scalar;
+      *cosines = pixcon_cpu_kmeans_cosines_scalar;
   }
 }
 
@@ -85,6 +90,9 @@ static size_t kmeans_layout(const pixcon_kmeans_params *p, unsigned char *base, 
   CARVE(order, int32_t, n);
   CARVE(keys, uint64_t, n);
   CARVE(chunk_sums, uint64_t, (n + ROW_GRAIN - 1) / ROW_GRAIN + 1);
+  CARVE(trial_cos, float, n * (p->init == PIXCON_KMEANS_PLUS_PLUS ? pixcon_kmeans_trials(k) : 0));
+  CARVE(potential, uint64_t, MAX_TRIALS);
+  CARVE(trial_units, float, MAX_TRIALS * dp);
 #undef CARVE
   if (base) {
     w->p = p;
@@ -177,15 +185,22 @@ static void init_random(kmeans_ws *w, int64_t restart) {
   for (int64_t c = 0; c < w->k && c < count; ++c) set_centroid(w, c, (int64_t)(uint32_t)w->keys[c]);
 }
 
-/* chunk_sums: the weights (in w->keys) of each chunk of rows, for weighted_choice. */
-static void weight_chunk_sums(kmeans_ws *w) {
+/* The k-means++ weights of the valid rows into w->keys, their sums per chunk of rows into
+ * w->chunk_sums; returns the total. */
+static uint64_t weights(kmeans_ws *w) {
   int64_t chunks = num_chunks(w->n);
-#pragma omp parallel for schedule(static) num_threads(w->threads)
+  uint64_t total = 0;
+#pragma omp parallel for schedule(static) num_threads(w->threads) reduction(+ : total)
   for (int64_t c = 0; c < chunks; ++c) {
     uint64_t s = 0;
-    for (int64_t i = c * ROW_GRAIN; i < w->n && i < (c + 1) * ROW_GRAIN; ++i) s += w->keys[i];
+    for (int64_t i = c * ROW_GRAIN; i < w->n && i < (c + 1) * ROW_GRAIN; ++i) {
+      w->keys[i] = w->valid[i] ? pixcon_kmeans_weight(w->best[i]) : 0;
+      s += w->keys[i];
+    }
     w->chunk_sums[c] = s;
+    total += s;
   }
+  return total;
 }
 
 /* The row whose inclusive prefix sum of weights first exceeds target < the sum of the weights. */
@@ -199,61 +214,58 @@ static int64_t weighted_choice(const kmeans_ws *w, uint64_t target) {
   }
 }
 
-/* Folds the cosines to unit row `row` into w->best; with `potential`, only returns the k-means++
- * potential that folding would give. */
-static uint64_t fold_centroid(kmeans_ws *w, int64_t row, int first, int potential, dots_fn dots) {
-  const float *c = w->units + row * w->dp;
+/* One pass over the rows for all trials of a step: the cosines of every row to each candidate
+ * (w->trial_cos, [n, trials]) and each candidate's potential. The candidates are copied next to
+ * each other, so the pass is the assignment's tiled product with `trials` clusters and the unit
+ * copy is streamed once per step, not once per trial. */
+static void try_candidates(kmeans_ws *w, const int64_t *candidate, int trials, uint64_t *potential,
+                           cosines_fn cosines) {
+  for (int j = 0; j < trials; ++j)
+    memcpy(w->trial_units + j * w->dp, w->units + candidate[j] * w->dp, (size_t)w->dp * sizeof(float));
   int64_t chunks = num_chunks(w->n);
-  uint64_t total = 0;
-#pragma omp parallel for schedule(static) num_threads(w->threads) reduction(+ : total)
-  for (int64_t ch = 0; ch < chunks; ++ch) {
-    pixcon_kmeans_rows rows = chunk_rows(w, ch);
-    float cos[ROW_GRAIN];
-    dots(&rows, c, cos);
-    float *best = w->best + ch * ROW_GRAIN;
-    const uint8_t *valid = w->valid + ch * ROW_GRAIN;
-    for (int64_t i = 0; i < rows.count; ++i) {
-      float b = (first || cos[i] > best[i]) ? cos[i] : best[i];
-      if (potential)
-        total += valid[i] ? pixcon_kmeans_weight(b) : 0;
-      else
-        best[i] = b;
+  memset(potential, 0, (size_t)trials * sizeof(uint64_t));
+#pragma omp parallel num_threads(w->threads)
+  {
+    uint64_t mine[MAX_TRIALS] = {0};
+#pragma omp for schedule(static)
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      pixcon_kmeans_rows rows = chunk_rows(w, ch);
+      const float *best = w->best + ch * ROW_GRAIN;
+      const uint8_t *valid = w->valid + ch * ROW_GRAIN;
+      float *cos = w->trial_cos + ch * ROW_GRAIN * trials;
+      cosines(&rows, w->trial_units, trials, cos);
+      for (int64_t i = 0; i < rows.count; ++i)
+        for (int j = 0; j < trials && valid[i]; ++j) {
+          float c = cos[i * trials + j];
+          mine[j] += pixcon_kmeans_weight(c > best[i] ? c : best[i]);
+        }
     }
+#pragma omp critical
+    for (int j = 0; j < trials; ++j) potential[j] += mine[j];
   }
-  return total;
 }
 
-/* Greedy k-means++: w->best holds the running max cosine to the chosen centroids, w->keys the
- * weights. */
-static void init_plus_plus(kmeans_ws *w, int64_t restart, dots_fn dots) {
+/* Greedy k-means++ (kmeans.h): w->best holds the running max cosine to the chosen centroids. */
+static void init_plus_plus(kmeans_ws *w, int64_t restart, cosines_fn cosines) {
   int64_t drawn = w->num_valid < w->k ? w->num_valid : w->k;
-  int trials = pixcon_kmeans_trials(w->k);
   for (int64_t t = 0; t < drawn; ++t) {
-    int64_t row = -1;
-    uint64_t total = 0;
-    if (t > 0) {
-#pragma omp parallel for schedule(static) num_threads(w->threads) reduction(+ : total)
-      for (int64_t i = 0; i < w->n; ++i) {
-        w->keys[i] = w->valid[i] ? pixcon_kmeans_weight(w->best[i]) : 0;
-        total += w->keys[i];
-      }
+    uint64_t total = t > 0 ? weights(w) : 0;
+    int64_t candidate[MAX_TRIALS];
+    int trials = total == 0 ? 1 : pixcon_kmeans_trials(w->k), winner = 0;
+    if (total == 0)
+      candidate[0] = uniform_choice(w, restart, t);
+    else
+      for (int j = 0; j < trials; ++j)
+        candidate[j] = weighted_choice(w, pixcon_kmeans_target(pixcon_kmeans_draw64(w->p->seed, restart, t, j), total));
+    try_candidates(w, candidate, trials, w->potential, cosines);
+    for (int j = 1; j < trials; ++j)
+      if (w->potential[j] < w->potential[winner]) winner = j;
+    set_centroid(w, t, candidate[winner]);
+#pragma omp parallel for schedule(static) num_threads(w->threads)
+    for (int64_t i = 0; i < w->n; ++i) {
+      float cos = w->trial_cos[i * trials + winner];
+      w->best[i] = (t == 0 || cos > w->best[i]) ? cos : w->best[i];
     }
-    if (total == 0) {
-      row = uniform_choice(w, restart, t);
-    } else {
-      weight_chunk_sums(w);
-      uint64_t least = UINT64_MAX;
-      for (int j = 0; j < trials; ++j) {
-        int64_t candidate = weighted_choice(w, pixcon_kmeans_target(pixcon_kmeans_draw64(w->p->seed, restart, t, j), total));
-        uint64_t potential = fold_centroid(w, candidate, 0, 1, dots);
-        if (potential < least) {
-          least = potential;
-          row = candidate;
-        }
-      }
-    }
-    set_centroid(w, t, row);
-    fold_centroid(w, row, t == 0, 0, dots);
   }
 }
 
@@ -358,8 +370,8 @@ pixcon_status pixcon_cpu_kmeans(const pixcon_kmeans_params *p, int64_t *labels, 
   kmeans_layout(p, (unsigned char *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63), &w);
   w.threads = pixcon_resolve_threads(p->num_threads);
   assign_fn assign_kernel;
-  dots_fn dots;
-  tier_kernels(&assign_kernel, &dots);
+  cosines_fn cosines;
+  tier_kernels(&assign_kernel, &cosines);
 
   unit_rows(&w);
   int64_t best_score = 0;
@@ -368,7 +380,7 @@ pixcon_status pixcon_cpu_kmeans(const pixcon_kmeans_params *p, int64_t *labels, 
     if (p->init == PIXCON_KMEANS_RANDOM)
       init_random(&w, r);
     else
-      init_plus_plus(&w, r, dots);
+      init_plus_plus(&w, r, cosines);
     for (int64_t it = 0; it < p->iterations; ++it) {
       assign(&w, assign_kernel);
       update(&w);

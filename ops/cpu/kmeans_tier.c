@@ -128,19 +128,18 @@ void TIER_FN(pixcon_cpu_kmeans_assign)(const pixcon_kmeans_rows *rows, const flo
   }
 }
 
-void TIER_FN(pixcon_cpu_kmeans_dots)(const pixcon_kmeans_rows *rows, const float *centroid, float *cos) {
+void TIER_FN(pixcon_cpu_kmeans_cosines)(const pixcon_kmeans_rows *rows, const float *centroids,
+                                         int64_t num_clusters, float *cos) {
   const int64_t dp = rows->padded_dim;
-  enum { ROWS = MR * NR };
-  for (int64_t i0 = 0; i0 < rows->count; i0 += ROWS) {
-    v16 acc[16] = {{0}};
-    for (int64_t d = 0; d < dp; d += PIXCON_KMEANS_LANES) {
-      v16 c = load16(centroid + d);
-      for (int r = 0; r < ROWS; ++r) {
-        int64_t i = i0 + r < rows->count ? i0 + r : i0;
-        acc[r] = fma16(load16(rows->units + i * dp + d), c, acc[r]);
-      }
+  for (int64_t i0 = 0; i0 < rows->count; i0 += MR) {
+    const float *row[MR];
+    for (int r = 0; r < MR; ++r) row[r] = rows->units + (i0 + r < rows->count ? i0 + r : i0) * dp;
+    for (int64_t k0 = 0; k0 < num_clusters; k0 += NR) {
+      const float *cen[NR];
+      for (int k = 0; k < NR; ++k) cen[k] = centroids + (k0 + k < num_clusters ? k0 + k : k0) * dp;
+      v16 block = block_cosines(row, cen, dp);
+      for (int r = 0; r < MR && i0 + r < rows->count; ++r)
+        for (int k = 0; k < NR && k0 + k < num_clusters; ++k) cos[(i0 + r) * num_clusters + k0 + k] = block[r * NR + k];
     }
-    v16 sums = tree_sums(acc);
-    for (int r = 0; r < ROWS && i0 + r < rows->count; ++r) cos[i0 + r] = sums[r];
   }
 }

@@ -11,13 +11,14 @@ typedef struct pixcon_kmeans_rows {
   int64_t padded_dim;
 } pixcon_kmeans_rows;
 
-/* label[i], best[i]: the arg-max over the padded centroids [num_clusters, padded_dim] of the cosine
- * of row i (ties to the smaller cluster) and that cosine. */
+/* assign: label[i], best[i]: the arg-max over the padded centroids [num_clusters, padded_dim] of
+ * the cosine of row i (ties to the smaller cluster) and that cosine.
+ * cosines: cos[i * num_clusters + k], every cosine of the rows to the centroids. */
 #define PIXCON_DECLARE_KMEANS_TIER(sfx)                                                          \
   void pixcon_cpu_kmeans_assign_##sfx(const pixcon_kmeans_rows *rows, const float *centroids,    \
                                       int64_t num_clusters, int32_t *label, float *best);        \
-  void pixcon_cpu_kmeans_dots_##sfx(const pixcon_kmeans_rows *rows, const float *centroid,       \
-                                    float *cos);
+  void pixcon_cpu_kmeans_cosines_##sfx(const pixcon_kmeans_rows *rows, const float *centroids,   \
+                                       int64_t num_clusters, float *cos);
 
 PIXCON_DECLARE_KMEANS_TIER(scalar)
 #if defined(PIXCON_HAVE_X86_TIERS)

@@ -18,6 +18,7 @@ _cuda = _library.load_cuda()
 
 from . import _loss_op  # noqa: E402, F401  (registers the loss op's fake kernels and autograd)
 from . import nn, reference  # noqa: E402
+from .auxiliary import auxiliary_label_quality, auxiliary_labels  # noqa: E402
 from .functional import contrastive_loss  # noqa: E402
 from .reduction import reduce_loss  # noqa: E402
 from .sampling import PixelSampler, sample_pixels  # noqa: E402
@@ -72,6 +73,6 @@ def use_cpu_isa(name: str) -> Iterator[None]:
 
 
 __all__ = [
-    "PixelSampler", "available_cpu_isas", "contrastive_loss", "cpu_isa", "cuda_status", "nn", "reduce_loss",
+    "PixelSampler", "auxiliary_label_quality", "auxiliary_labels", "available_cpu_isas", "contrastive_loss", "cpu_isa", "cuda_status", "nn", "reduce_loss",
     "reference", "sample_pixels", "set_cpu_isa", "use_cpu_isa",
 ]

@@ -16,7 +16,7 @@ import torch
 _ERROR_TYPES: dict[str, type[Exception]] = {"ValueError": ValueError, "TypeError": TypeError}
 _LIBRARY_NAME = "libpixcon.so"
 _CUDA_LIBRARY_NAME = "libpixcon_cuda.so"
-_OPS = ("contrastive_loss", "contrastive_loss_backward", "sample_pixels")
+_OPS = ("contrastive_loss", "contrastive_loss_backward", "sample_pixels", "kmeans")
 
 
 class CudaStatus(NamedTuple):
