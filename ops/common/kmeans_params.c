@@ -29,6 +29,9 @@ pixcon_status pixcon_kmeans_params_check(const pixcon_kmeans_params *p, char *me
     return pixcon_invalid_argument(message, size, "restarts must be >= 1, got %lld", (long long)p->restarts);
   if (!(p->outlier_fraction >= 0.0 && p->outlier_fraction < 1.0))
     return pixcon_invalid_argument(message, size, "outlier_fraction must be in [0, 1), got %g", p->outlier_fraction);
+  if (p->ignore_index >= 0 && p->ignore_index < p->num_clusters)
+    return pixcon_invalid_argument(message, size, "ignore_index (%lld) must not be a cluster index in [0, num_clusters = %lld): "
+                                   "choose one outside, e.g. -1", (long long)p->ignore_index, (long long)p->num_clusters);
   if (p->init != PIXCON_KMEANS_PLUS_PLUS && p->init != PIXCON_KMEANS_RANDOM)
     return pixcon_invalid_argument(message, size, "init: unknown code %d", (int)p->init);
   return PIXCON_OK;

@@ -60,6 +60,8 @@ def auxiliary_labels(
         valid_mask: bool, [N] or [B, H, W]: False excludes a pixel (padding, say). Pixels whose
             feature vector is zero or not finite are excluded too.
         seed: any integer (taken modulo 2^64).
+        ignore_index: the label of excluded pixels and outliers; it must not be a cluster index
+            (with ``num_clusters`` > 255, pass one outside [0, num_clusters), e.g. -1).
 
     Returns:
         (labels, centroids): int64 labels [N] or [B, H, W] in [0, K) or ``ignore_index``

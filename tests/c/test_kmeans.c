@@ -163,6 +163,9 @@ static void test_errors(void) {
   p.restarts = 0;
   expect(pixcon_kmeans_params_check(&p, msg, sizeof msg) != PIXCON_OK && strstr(msg, "restarts"), "errors", "restarts named");
   p = good;
+  p.ignore_index = 1;
+  expect(pixcon_kmeans_params_check(&p, msg, sizeof msg) != PIXCON_OK && strstr(msg, "ignore_index"), "errors", "ignore_index inside [0, K) refused");
+  p = good;
   p.features = NULL;
   expect(pixcon_kmeans_params_check(&p, msg, sizeof msg) != PIXCON_OK && strstr(msg, "features"), "errors", "NULL features named");
   int64_t labels[2];

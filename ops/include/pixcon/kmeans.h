@@ -83,7 +83,7 @@ typedef struct pixcon_kmeans_params {
   double outlier_fraction;   /* in [0, 1) */
   pixcon_kmeans_init init;
   uint64_t seed;
-  int64_t ignore_index;      /* the label of invalid rows and outliers */
+  int64_t ignore_index;      /* the label of invalid rows and outliers, outside [0, K) */
   int num_threads;           /* CPU: OpenMP threads, <= 0 for the runtime's default */
 } pixcon_kmeans_params;
 
