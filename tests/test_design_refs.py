@@ -20,7 +20,7 @@ DESIGN = ROOT / "docs" / "design.md"
 THIS = Path(__file__).resolve()
 
 # the top-level sections, in order (comments cite "§3b" for the GPU algorithm)
-SECTIONS = ["1", "2", "3", "3b", "4", "5", "6", "7", "8"]
+SECTIONS = ["1", "2", "3", "3b", "4", "4b", "5", "6", "7", "8"]
 
 SECTION_ID = r"\d+[a-z]?(?:\.\d+)*"
 # the name of the former, out-of-tree design file, built so that this file does not match itself
