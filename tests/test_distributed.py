@@ -30,7 +30,8 @@ NUM_CLASSES = 3
 DIM = 4
 BANK = dict(num_classes=NUM_CLASSES, size_per_class=7, dim=DIM, segment_size_per_class=2, dtype=torch.float64)
 
-BATCH_CASES = [(reduction, denominator) for reduction in ("mean", "anchor_mean", "sum", "none")
+BATCH_CASES = [(reduction, denominator)
+               for reduction in ("mean", "anchor_mean", "image_mean", "row_mean", "sum", "none")
                for denominator in ("all", "pair")]
 
 
@@ -246,7 +247,7 @@ def test_gather_with_one_bag_is_accepted(config):
     assert pixcon.nn.PixelContrastiveLoss(gather=True, **config).gather
 
 
-@pytest.mark.parametrize("reduction", ["mean", "anchor_mean", "sum", "none"])
+@pytest.mark.parametrize("reduction", ["mean", "anchor_mean", "image_mean", "row_mean", "sum", "none"])
 def test_gather_without_process_group_equals_no_gather(reduction):
     assert not dist.is_initialized()
     x, y = batch(40)

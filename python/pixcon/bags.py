@@ -65,6 +65,12 @@ class Bags:
         ``pixcon.reference.contrastive_loss``) these bags give."""
         return {"anchor_mask": self.anchor, "contrast_mask": self.contrast, "image_ids": self.image_ids}
 
+    def anchor_rows(self, ignore_index: int) -> Tensor:
+        """bool [n]: the rows that are anchors (not ``ignore_index``, anchor flag set), whether or
+        not they have a positive."""
+        rows = self.labels != ignore_index
+        return rows if self.anchor is None else rows & self.anchor
+
     def loss(self, options: LossOptions) -> tuple[Tensor, Tensor]:
         """(loss [n], valid [n]) of ``pixcon.contrastive_loss`` over these bags."""
         return contrastive_loss(self.rows, self.labels, self.offsets, **options.as_kwargs(), **self.row_arguments())

@@ -39,13 +39,14 @@ class PixelContrastiveLoss(HasLossOptions, nn.Module):
     rank's rows are anchors, and gradients reach the other ranks' rows through an autograd
     all_gather. It needs one bag per batch: ``variant="batch"`` or a sampler returning one bag
     ("class_balanced", "hard_easy", "uniform" with ``per_image=False``); per-image bags raise
-    ValueError. Sampling stays local to each rank. "mean" and "anchor_mean" divide the sum of
-    this rank's anchor losses by the number of valid anchors of ALL ranks (an all_reduce), so
-    the sum over ranks of the returned losses, and of their gradients, equals the loss of one
-    process holding the whole batch; "sum" is this rank's sum; "none" this rank's per-row
-    losses. DDP averages gradients over ranks, so there the applied gradient is the
-    single-process one divided by the world size (multiply the loss by the world size, or
-    scale the learning rate, to undo it); all_reduce the returned value to log the full loss.
+    ValueError. Sampling stays local to each rank. "mean", "anchor_mean" and "image_mean"
+    divide the sum of this rank's anchor losses by the number of valid anchors of ALL ranks (an
+    all_reduce), "row_mean" by the number of anchor rows of all ranks, so the sum over ranks
+    of the returned losses, and of their gradients, equals the loss of one process holding the
+    whole batch; "sum" is this rank's sum; "none" this rank's per-row losses. DDP averages
+    gradients over ranks, so there the applied gradient is the single-process one divided by
+    the world size (multiply the loss by the world size, or scale the learning rate, to undo
+    it); all_reduce the returned value to log the full loss.
     Every rank makes the same collective calls even when its batch has no valid pixel. Without
     an initialised process group, ``gather=True`` changes nothing.
 
@@ -121,7 +122,7 @@ class PixelContrastiveLoss(HasLossOptions, nn.Module):
         loss, valid = bags.loss(self.options)
         if self.base_temperature is not None:
             loss = loss * (self.temperature / self.base_temperature)
-        out = reduce_bags(loss, valid, bags, self.reduction)
+        out = reduce_bags(loss, valid, bags, self.reduction, self.ignore_index)
         if self.memory_bank is not None and self.training:
             keep = contributed.labels != self.ignore_index
             self.memory_bank.enqueue(contributed.rows.detach()[keep], contributed.labels[keep],
