@@ -230,6 +230,7 @@ def test_every_rank_empty_gives_attached_zero_without_hanging(two_ranks):
 
 @pytest.mark.parametrize("config", [
     dict(variant="image"),
+    dict(variant="blocks", block_size=(2, 2)),
     dict(sampler={"strategy": "uniform", "per_image": True}),
 ])
 def test_gather_with_per_image_bags_raises(config):
