@@ -22,12 +22,14 @@ class PixelContrastiveLoss(HasLossOptions, nn.Module):
 
     Called as ``loss_fn(embeddings [B, D, H, W], labels [B, H', W'])``. With ``size``, the
     features are resized bilinearly and the labels by nearest neighbour to ``size``; otherwise
-    the labels are resized (nearest) to the features' size. Features are then L2-normalised
-    along D (``normalize=True``) and every pixel is a row: variant "image" contrasts the pixels
-    of each image among themselves, "batch" all pixels of the batch together, "blocks" the
-    pixels of each ``block_size`` = (bh, bw) block of each image (Hu et al., MICCAI 2021;
-    blocks of the resized map, partial blocks at the right and bottom edges included). The
-    memory is O(pixels * D): full resolution works.
+    the labels are resized (nearest) to the features' size. ``align_corners=True`` resizes as the
+    official TF code does (TF1's ``align_corners=True``): features bilinearly with corners
+    aligned, labels from source index round(i (in - 1) / (out - 1)), ties away from zero.
+    Features are then L2-normalised along D (``normalize=True``) and every pixel is a row:
+    variant "image" contrasts the pixels of each image among themselves, "batch" all pixels of
+    the batch together, "blocks" the pixels of each ``block_size`` = (bh, bw) block of each
+    image (Hu et al., MICCAI 2021; blocks of the resized map, partial blocks at the right and
+    bottom edges included). The memory is O(pixels * D): full resolution works.
 
     ``base_temperature`` (ContrastiveSeg) multiplies the loss by temperature / base_temperature.
 
@@ -75,6 +77,7 @@ class PixelContrastiveLoss(HasLossOptions, nn.Module):
         gather: bool = False,
         memory_bank: PixelMemoryBank | None = None,
         block_size: Sequence[int] | None = None,
+        align_corners: bool = False,
     ) -> None:
         super().__init__()
         owner = "PixelContrastiveLoss"
@@ -88,6 +91,7 @@ class PixelContrastiveLoss(HasLossOptions, nn.Module):
             check_positive(owner, "base_temperature", base_temperature)
         self.variant = variant
         self.normalize = bool(normalize)
+        self.align_corners = bool(align_corners)
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.reduction = reduction
         self.base_temperature = base_temperature
@@ -112,11 +116,13 @@ class PixelContrastiveLoss(HasLossOptions, nn.Module):
         return (f"temperature={self.temperature}, variant={self.variant!r}, denominator={self.denominator!r}, "
                 f"size={self.size}, reduction={self.reduction!r}, sampler={self.sampler!r}"
                 + (f", block_size={self.block_size}" if self.block_size else "")
+                + (", align_corners=True" if self.align_corners else "")
                 + (", gather=True" if self.gather else ""))
 
     def forward(self, embeddings: Tensor, labels: Tensor, predictions: Tensor | None = None) -> Tensor:
         check_maps("PixelContrastiveLoss", embeddings, labels)
-        pixels = pixel_rows(embeddings, labels, size=self.size, normalize=self.normalize)
+        pixels = pixel_rows(embeddings, labels, size=self.size, normalize=self.normalize,
+                            align_corners=self.align_corners)
         track_images = self.gather or self.memory_bank is not None
         if self.sampler is not None:
             bags = self.sampler.select(pixels, predictions, self.ignore_index, with_images=track_images)
