@@ -50,7 +50,8 @@ def reference_cross_image(xa, ya, xb, yb, partner, *, size=None, temperature=0.0
     loss, valid = reference.contrastive_loss(
         torch.cat(rows), torch.cat(labels), offsets, temperature=temperature, denominator=denominator,
         self_positive=self_positive, image_ids=torch.cat(ids))
-    return reference.reduce(loss, valid, offsets, reduction)
+    labels = torch.cat(labels)
+    return reference.reduce(loss, valid, offsets, reduction, anchor_rows=labels != IGNORE)
 
 
 def released_code_formula(features1, features2, labels1, labels2, temperature=0.07):
@@ -79,7 +80,7 @@ def released_code_formula(features1, features2, labels1, labels2, temperature=0.
 
 
 @pytest.mark.parametrize("denominator,self_positive", [("pair", True), ("all", False), ("pair", False)])
-@pytest.mark.parametrize("reduction", ["mean", "anchor_mean", "sum", "none"])
+@pytest.mark.parametrize("reduction", ["mean", "anchor_mean", "image_mean", "row_mean", "sum", "none"])
 def test_cross_image_loss_equals_reference_composed_pair_by_pair(denominator, self_positive, reduction):
     xa, ya, xb, yb = views(seed=1)
     module = pixcon.nn.CrossImageContrastiveLoss(denominator=denominator, self_positive=self_positive,
@@ -101,6 +102,17 @@ def test_defaults_reproduce_the_released_code_formula():
     xa, ya, xb, yb = views(seed=2, b=4)
     partner = [2, 0, 3, 1]
     out = pixcon.nn.CrossImageContrastiveLoss(permutation=partner)(xa, ya, xb, yb)
+    fa, la = flat(xa, ya)
+    fb, lb = flat(xb, yb)
+    assert_close_f64(out, released_code_formula(fa, fb[partner], la, lb[partner]))
+
+
+def test_image_mean_reproduces_the_released_code_formula_with_a_pair_without_valid_anchor():
+    xa, ya, xb, yb = views(seed=5, b=4)
+    partner = [2, 0, 3, 1]
+    ya[1] = IGNORE
+    yb[partner[1]] = IGNORE
+    out = pixcon.nn.CrossImageContrastiveLoss(permutation=partner, reduction="image_mean")(xa, ya, xb, yb)
     fa, la = flat(xa, ya)
     fb, lb = flat(xb, yb)
     assert_close_f64(out, released_code_formula(fa, fb[partner], la, lb[partner]))

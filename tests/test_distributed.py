@@ -30,7 +30,8 @@ NUM_CLASSES = 3
 DIM = 4
 BANK = dict(num_classes=NUM_CLASSES, size_per_class=7, dim=DIM, segment_size_per_class=2, dtype=torch.float64)
 
-BATCH_CASES = [(reduction, denominator) for reduction in ("mean", "anchor_mean", "sum", "none")
+BATCH_CASES = [(reduction, denominator)
+               for reduction in ("mean", "anchor_mean", "image_mean", "row_mean", "sum", "none")
                for denominator in ("all", "pair")]
 
 
@@ -229,6 +230,7 @@ def test_every_rank_empty_gives_attached_zero_without_hanging(two_ranks):
 
 @pytest.mark.parametrize("config", [
     dict(variant="image"),
+    dict(variant="blocks", block_size=(2, 2)),
     dict(sampler={"strategy": "uniform", "per_image": True}),
 ])
 def test_gather_with_per_image_bags_raises(config):
@@ -246,7 +248,7 @@ def test_gather_with_one_bag_is_accepted(config):
     assert pixcon.nn.PixelContrastiveLoss(gather=True, **config).gather
 
 
-@pytest.mark.parametrize("reduction", ["mean", "anchor_mean", "sum", "none"])
+@pytest.mark.parametrize("reduction", ["mean", "anchor_mean", "image_mean", "row_mean", "sum", "none"])
 def test_gather_without_process_group_equals_no_gather(reduction):
     assert not dist.is_initialized()
     x, y = batch(40)

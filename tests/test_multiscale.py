@@ -68,7 +68,7 @@ def reference_cross(anchor, contrast, temperature, denominator, reduction="mean"
     loss, valid = reference.contrastive_loss(
         torch.cat(rows), torch.cat(labels), offsets, temperature=temperature, denominator=denominator,
         anchor_mask=is_anchor, contrast_mask=~is_anchor)
-    return reference.reduce(loss, valid, offsets, reduction)
+    return reference.reduce(loss, valid, offsets, reduction, anchor_rows=is_anchor)
 
 
 def reference_total(module, features, labels, strategy="class_balanced"):
@@ -77,7 +77,7 @@ def reference_total(module, features, labels, strategy="class_balanced"):
     for s, (z, y, off) in enumerate(sampled):
         loss, valid = reference.contrastive_loss(z, y, off, temperature=module.temperature,
                                                  denominator=module.denominator)
-        terms[f"scale{s}"] = reference.reduce(loss, valid, off, module.reduction)
+        terms[f"scale{s}"] = reference.reduce(loss, valid, off, module.reduction, anchor_rows=y != IGNORE)
     for s, t in module.cross_scale_pairs:
         terms[f"cross{s}-{t}"] = reference_cross(sampled[s], sampled[t], module.cross_scale_temperature,
                                                  module.denominator, module.reduction)
@@ -121,6 +121,25 @@ def test_per_image_sampler_contrasts_scales_image_by_image():
     features, labels = inputs(seed=3)
     module = make_module(strategy="uniform")
     check(module, features, labels, strategy="uniform")
+
+
+@pytest.mark.parametrize("reduction", ["image_mean", "row_mean"])
+def test_new_reductions_equal_reference_composition(reduction):
+    features, labels = inputs(seed=1)
+    check(make_module(reduction=reduction), features, labels)
+
+
+def test_row_mean_counts_cross_scale_anchors_without_positive():
+    features, labels = inputs(seed=1)
+    labels[:, :8, :8] = 3  # 16 pixels per image at scale 0, one at scale 3: fewer than min_views
+
+    def cross_term(reduction):
+        torch.manual_seed(0)
+        sampler = pixcon.PixelSampler("class_balanced", seed=SEED, min_views=2, max_views=6, max_total=60)
+        module = pixcon.nn.MultiScaleContrastiveLoss(list(CHANNELS), 8, sampler=sampler, reduction=reduction)
+        return float(module.double()(features, labels, return_terms=True)[1]["cross0-3"])
+
+    assert 0 < cross_term("row_mean") < cross_term("mean")
 
 
 def test_cross_scale_anchors_are_the_rows_of_the_first_scale_only():

@@ -38,7 +38,7 @@ def reference_module(x, y, *, temperature=0.07, ignore_index=IGNORE, variant="im
                                              self_positive=self_positive)
     if base_temperature is not None:
         loss = loss * (temperature / base_temperature)
-    return reference.reduce(loss, valid, offsets, reduction)
+    return reference.reduce(loss, valid, offsets, reduction, anchor_rows=labels != ignore_index)
 
 
 def seg_inputs(b=2, d=5, h=6, w=7, label_hw=(12, 14), num_classes=3, seed=0, dtype=torch.float64,
@@ -68,7 +68,7 @@ def check_module(x, y, **kw):
     return out
 
 
-@pytest.mark.parametrize("reduction", ["mean", "anchor_mean", "sum", "none"])
+@pytest.mark.parametrize("reduction", ["mean", "anchor_mean", "image_mean", "row_mean", "sum", "none"])
 @pytest.mark.parametrize("variant", ["image", "batch"])
 @pytest.mark.parametrize("size", [None, (4, 5)], ids=["native", "resized"])
 def test_pixel_contrastive_loss_matches_reference_pipeline(variant, reduction, size):

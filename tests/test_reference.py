@@ -272,16 +272,19 @@ def test_reduce_modes_hand_computed():
     offs = torch.tensor([0, 2, 3, 5, 6])  # bags: {1,2}, {-}, {4,-}, {-}
     assert reference.reduce(loss, valid, offs, "mean").item() == pytest.approx((1.5 + 4.0) / 2)
     assert reference.reduce(loss, valid, offs, "anchor_mean").item() == pytest.approx(7.0 / 3)
+    assert reference.reduce(loss, valid, offs, "image_mean").item() == pytest.approx((1.5 + 4.0) / 4)
+    anchor_rows = torch.tensor([True, True, True, True, False, True])
+    assert reference.reduce(loss, valid, offs, "row_mean", anchor_rows=anchor_rows).item() == pytest.approx(7.0 / 5)
     assert reference.reduce(loss, valid, offs, "sum").item() == pytest.approx(7.0)
     assert reference.reduce(loss, valid, offs, "none") is loss
 
 
-@pytest.mark.parametrize("reduction", ["mean", "anchor_mean", "sum"])
+@pytest.mark.parametrize("reduction", ["mean", "anchor_mean", "image_mean", "row_mean", "sum"])
 def test_reduce_with_no_valid_anchor_is_zero_and_differentiable(reduction):
     z = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     loss, valid = reference.contrastive_loss(z, torch.arange(5))  # all distinct classes
     assert not valid.any()
-    out = reference.reduce(loss, valid, None, reduction)
+    out = reference.reduce(loss, valid, None, reduction, anchor_rows=torch.ones(5, dtype=torch.bool))
     assert out.item() == 0.0 and out.requires_grad
     out.backward()
     assert torch.isfinite(z.grad).all() and (z.grad == 0).all()

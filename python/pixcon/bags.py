@@ -1,11 +1,11 @@
 """Bags: the rows of one call of the loss, grouped into independent bags, as one object.
 
-A loss module builds the bags of its rows (one per image, or one for the batch), and each
-optional stage transforms them in turn: the sampler keeps some rows (``PixelSampler.select``),
-``gather_bags`` (``pixcon.distributed``) joins every rank's rows into one bag, the memory bank
-appends its entries to every bag (``PixelMemoryBank.join``). ``Bags.loss`` then runs the loss op
-and ``reduce_bags`` (``pixcon.reduction``) reduces it, back onto the caller's rows when
-``reduction="none"``.
+A loss module builds the bags of its rows (one per image, one per block of each image, or one
+for the batch), and each optional stage transforms them in turn: the sampler keeps some rows
+(``PixelSampler.select``), ``gather_bags`` (``pixcon.distributed``) joins every rank's rows into
+one bag, the memory bank appends its entries to every bag (``PixelMemoryBank.join``).
+``Bags.loss`` then runs the loss op and ``reduce_bags`` (``pixcon.reduction``) reduces it, back
+onto the caller's rows when ``reduction="none"``.
 """
 
 from __future__ import annotations
@@ -56,6 +56,29 @@ class Bags:
         images = torch.arange(b, device=device).repeat_interleave(hw) if with_images else None
         return cls(pixels.rows, pixels.labels, offsets, images=images)
 
+    @classmethod
+    def of_blocks(cls, pixels: PixelRows, block_size: tuple[int, int], *, with_images: bool = False) -> Bags:
+        """Every pixel a row, one bag per bh x bw block of each image (Hu et al., MICCAI 2021),
+        partial blocks at the right and bottom edges included: the rows of a bag are its
+        block's pixels in row-major order, bags ordered by image, then blocks in row-major
+        order. ``origin`` maps them back to the pixels' order."""
+        device = pixels.rows.device
+        (h, w), (bh, bw) = pixels.image_size, block_size
+        blocks_down, blocks_across = -(-h // bh), -(-w // bw)
+        block_in_image = ((torch.arange(h, device=device) // bh)[:, None] * blocks_across
+                          + (torch.arange(w, device=device) // bw)[None, :]).reshape(-1)
+        per_image = blocks_down * blocks_across
+        block = (torch.arange(pixels.batch, device=device)[:, None] * per_image + block_in_image[None, :]).reshape(-1)
+        # stable: a block's pixels keep their row-major order
+        order = torch.sort(block, stable=True).indices
+        heights = (h - torch.arange(blocks_down, device=device) * bh).clamp(max=bh)
+        widths = (w - torch.arange(blocks_across, device=device) * bw).clamp(max=bw)
+        sizes = (heights[:, None] * widths[None, :]).reshape(-1).repeat(pixels.batch)
+        offsets = torch.cat([sizes.new_zeros(1), torch.cumsum(sizes, 0)])
+        images = order // pixels.pixels_per_image if with_images else None
+        return cls(pixels.rows[order], pixels.labels[order], offsets, images=images, origin=order,
+                   num_inputs=pixels.rows.shape[0])
+
     @property
     def num_rows(self) -> int:
         return self.rows.shape[0]
@@ -64,6 +87,12 @@ class Bags:
         """The per-row keyword arguments of ``pixcon.contrastive_loss`` (and of
         ``pixcon.reference.contrastive_loss``) these bags give."""
         return {"anchor_mask": self.anchor, "contrast_mask": self.contrast, "image_ids": self.image_ids}
+
+    def anchor_rows(self, ignore_index: int) -> Tensor:
+        """bool [n]: the rows that are anchors (not ``ignore_index``, anchor flag set), whether or
+        not they have a positive."""
+        rows = self.labels != ignore_index
+        return rows if self.anchor is None else rows & self.anchor
 
     def loss(self, options: LossOptions) -> tuple[Tensor, Tensor]:
         """(loss [n], valid [n]) of ``pixcon.contrastive_loss`` over these bags."""

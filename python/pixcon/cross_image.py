@@ -55,9 +55,9 @@ class CrossImageContrastiveLoss(HasLossOptions, nn.Module):
     code: 65x65), otherwise labels to the features' size; features are L2-normalised along D
     (``normalize``). Defaults match the released code: temperature 0.07, the "pair" denominator
     and ``self_positive=True``; ``reduction="mean"`` averages the valid anchors of each pair,
-    then the pairs that have one (the released code also averages in pairs without any,
-    as 0); "none" gives the per-pixel losses in bag order (pair k: the pixels of image k of view
-    a, then those of its partner in view b).
+    then the pairs that have one (the released code also averages in pairs without any, as 0:
+    ``reduction="image_mean"``); "none" gives the per-pixel losses in bag order (pair k: the
+    pixels of image k of view a, then those of its partner in view b).
     """
 
     def __init__(
@@ -117,4 +117,4 @@ class CrossImageContrastiveLoss(HasLossOptions, nn.Module):
         offsets = torch.arange(batch + 1, device=rows.device, dtype=torch.int64) * bag
         bags = Bags(rows, labels, offsets, image_ids=image_ids)
         loss, valid = bags.loss(self.options)
-        return reduce_bags(loss, valid, bags, self.reduction)
+        return reduce_bags(loss, valid, bags, self.reduction, self.ignore_index)

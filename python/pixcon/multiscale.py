@@ -66,8 +66,9 @@ class MultiScaleContrastiveLoss(HasLossOptions, nn.Module):
     resolution against the lowest, (0, S-1), and, with more than two scales, against the
     second lowest, (0, S-2), each with weight 1. Any list of ordered pairs (s, t), s != t, can
     be given instead. ``detach_cross_scale_contrast`` (their ``detach_deepest``) stops the
-    cross-scale gradient into the contrast rows. One difference: their cross-scale mean also
-    counts anchors without a positive at scale t (as 0); here only valid anchors count.
+    cross-scale gradient into the contrast rows. Their code divides each term's summed
+    loss by all its anchor rows, those without a positive at scale t included (as 0):
+    ``reduction="row_mean"`` does that; the default "mean" counts only valid anchors.
     """
 
     def __init__(
@@ -127,7 +128,7 @@ class MultiScaleContrastiveLoss(HasLossOptions, nn.Module):
             check_positive(owner, "cross_scale_temperature", cross_scale_temperature)
         self.cross_scale_options = self.options.replace(
             temperature=float(cross_scale_temperature or temperature), self_positive=False)
-        check_reduction(owner, reduction, ("mean", "anchor_mean", "sum"))
+        check_reduction(owner, reduction, ("mean", "anchor_mean", "image_mean", "row_mean", "sum"))
         self.heads = nn.ModuleList(ProjectionHead(c, proj_channels, proj_layers) for c in in_channels)
         self.reduction = reduction
         self.sampler = None if sampler is None else PixelSampler.from_config(sampler)
@@ -191,7 +192,7 @@ class MultiScaleContrastiveLoss(HasLossOptions, nn.Module):
 
     def _term(self, bags: Bags, options: LossOptions) -> Tensor:
         loss, valid = bags.loss(options)
-        return reduce_bags(loss, valid, bags, self.reduction)
+        return reduce_bags(loss, valid, bags, self.reduction, self.ignore_index)
 
 
 def cross_scale_bags(anchors: Bags, contrast: Bags, detach_contrast: bool) -> Bags:

@@ -7,8 +7,8 @@ import math
 from typing import Any, Literal, Sequence
 
 Denominator = Literal["all", "pair"]
-Reduction = Literal["mean", "anchor_mean", "sum", "none"]
-REDUCTIONS: tuple[str, ...] = ("mean", "anchor_mean", "sum", "none")
+Reduction = Literal["mean", "anchor_mean", "image_mean", "row_mean", "sum", "none"]
+REDUCTIONS: tuple[str, ...] = ("mean", "anchor_mean", "image_mean", "row_mean", "sum", "none")
 
 
 @dataclasses.dataclass(frozen=True)

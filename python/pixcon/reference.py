@@ -42,7 +42,7 @@ from torch import Tensor
 __all__ = ["contrastive_loss", "reduce"]
 
 _DENOMINATORS = ("all", "pair")
-_REDUCTIONS = ("mean", "anchor_mean", "sum", "none")
+_REDUCTIONS = ("mean", "anchor_mean", "image_mean", "row_mean", "sum", "none")
 
 
 def _check_mask(name: str, mask: Optional[Tensor], n: int, device: torch.device) -> Tensor:
@@ -228,12 +228,17 @@ def contrastive_loss(
     return torch.cat(losses), torch.cat(valids)
 
 
-def reduce(loss: Tensor, valid: Tensor, bag_offsets: Optional[Tensor] = None, reduction: str = "mean") -> Tensor:
+def reduce(loss: Tensor, valid: Tensor, bag_offsets: Optional[Tensor] = None, reduction: str = "mean", *,
+           anchor_rows: Optional[Tensor] = None) -> Tensor:
     """Reduce per-row losses the way pixcon's module does.
 
     * ``"mean"``: mean over valid anchors within each bag, then mean over the
       bags that have at least one valid anchor;
     * ``"anchor_mean"``: mean over all valid anchors;
+    * ``"image_mean"``: mean over valid anchors within each bag, then mean over
+      all bags, a bag without a valid anchor counting as ``0``;
+    * ``"row_mean"``: sum over valid anchors divided by the number of anchor
+      rows ``anchor_rows`` (bool ``[N]``), valid or not;
     * ``"sum"``: sum of the per-row losses;
     * ``"none"``: the per-row vector unchanged.
 
@@ -244,6 +249,8 @@ def reduce(loss: Tensor, valid: Tensor, bag_offsets: Optional[Tensor] = None, re
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if reduction == "none":
         return loss
+    if reduction == "row_mean" and anchor_rows is None:
+        raise ValueError("reduction 'row_mean' needs anchor_rows")
     valid = valid.to(torch.bool)
     masked = torch.where(valid, loss, torch.zeros_like(loss))
     if reduction == "sum":
@@ -252,6 +259,8 @@ def reduce(loss: Tensor, valid: Tensor, bag_offsets: Optional[Tensor] = None, re
         return loss.sum() * 0.0
     if reduction == "anchor_mean":
         return masked.sum() / valid.sum().to(loss.dtype)
+    if reduction == "row_mean":
+        return masked.sum() / int(anchor_rows.sum())
 
     n = loss.shape[0]
     offs = _offsets_list(bag_offsets, n)
@@ -260,4 +269,6 @@ def reduce(loss: Tensor, valid: Tensor, bag_offsets: Optional[Tensor] = None, re
         count = int(valid[start:end].sum())
         if count > 0:
             bag_means.append(masked[start:end].sum() / count)
+        elif reduction == "image_mean":
+            bag_means.append(masked[start:end].sum() * 0.0)
     return torch.stack(bag_means).mean()

@@ -2,7 +2,8 @@
 
 A module's features [B, D, h, w] are resized bilinearly to ``size`` (when given), its labels
 [B, H, W] by nearest neighbour to the features' size, the features L2-normalised along D (when
-asked), and every pixel becomes a row, image by image in row-major order.
+asked), and every pixel becomes a row, image by image in row-major order. ``align_corners``
+selects torch's default rules (False) or those of TF1's ``align_corners=True`` (True).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from torch import Tensor
 @dataclasses.dataclass
 class PixelRows:
     """The pixels of a batch as rows: ``rows`` [B * h * w, D] and ``labels`` [B * h * w], with the
-    label map ``label_map`` [B, h, w] they came from."""
+    label map ``label_map`` [B, h, w] they came from, resized with the rule ``align_corners``."""
 
     rows: Tensor
     labels: Tensor
     label_map: Tensor
+    align_corners: bool = False
 
     @property
     def batch(self) -> int:
@@ -36,11 +38,28 @@ class PixelRows:
         return (self.label_map.shape[1], self.label_map.shape[2])
 
 
-def resize_classes(classes: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
-    """A [B, H, W] class map resized by nearest neighbour to ``size``."""
+def resize_classes(classes: Tensor, size: tuple[int, int] | torch.Size, align_corners: bool = False) -> Tensor:
+    """A [B, H, W] class map resized by nearest neighbour to ``size``: torch's rule, or with
+    ``align_corners`` TF1's (``resize_nearest_neighbor(align_corners=True)``)."""
     if tuple(classes.shape[-2:]) == tuple(size):
         return classes
+    if align_corners:
+        rows = _aligned_nearest(classes.shape[-2], size[0], classes.device)
+        cols = _aligned_nearest(classes.shape[-1], size[1], classes.device)
+        return classes[:, rows[:, None], cols[None, :]]
     return F.interpolate(classes[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+def _aligned_nearest(size_in: int, size_out: int, device: torch.device) -> Tensor:
+    """Source index round(i (in - 1) / (out - 1)) of each output index i, 0 when out is 1 (TF1
+    then scales by in / out, and index 0 maps to 0). Round is TF1's roundf, half away from
+    zero, i.e. floor(x + 1/2) for x >= 0, taken here in exact integer arithmetic; TF1 computes
+    x in float32, so where (in - 1) / (out - 1) is not exact in binary a tie may land a hair to
+    either side of .5 there."""
+    i = torch.arange(size_out, device=device)
+    if size_out == 1:
+        return i
+    return (2 * i * (size_in - 1) + (size_out - 1)) // (2 * (size_out - 1))
 
 
 def check_maps(owner: str, embeddings: Tensor, labels: Tensor, *, embeddings_name: str = "embeddings",
@@ -60,13 +79,14 @@ def check_maps(owner: str, embeddings: Tensor, labels: Tensor, *, embeddings_nam
 
 
 def pixel_rows(embeddings: Tensor, labels: Tensor, *, size: tuple[int, int] | None = None,
-               normalize: bool = True) -> PixelRows:
+               normalize: bool = True, align_corners: bool = False) -> PixelRows:
     """The rows of ``embeddings`` [B, D, h, w] with the labels of ``labels`` [B, H, W] (checked
-    with ``check_maps`` by the caller)."""
+    with ``check_maps`` by the caller); ``align_corners`` for both resizes."""
     if size is not None and tuple(embeddings.shape[-2:]) != tuple(size):
-        embeddings = F.interpolate(embeddings, size=size, mode="bilinear", align_corners=False)
-    label_map = resize_classes(labels, embeddings.shape[-2:])
+        embeddings = F.interpolate(embeddings, size=size, mode="bilinear", align_corners=align_corners)
+    label_map = resize_classes(labels, embeddings.shape[-2:], align_corners)
     if normalize:
         embeddings = F.normalize(embeddings, dim=1)
     b, d, h, w = embeddings.shape
-    return PixelRows(embeddings.permute(0, 2, 3, 1).reshape(b * h * w, d), label_map.reshape(-1), label_map)
+    return PixelRows(embeddings.permute(0, 2, 3, 1).reshape(b * h * w, d), label_map.reshape(-1), label_map,
+                     align_corners)

@@ -209,9 +209,9 @@ class PixelSampler:
     def select(self, pixels: PixelRows, predictions: Tensor | None, ignore_index: int, *,
                with_images: bool = False) -> Bags:
         """The bags of the pixels this sampler picks from ``pixels`` (``predictions`` [B, H, W]
-        are resized to the pixels' size when the strategy reads them)."""
+        are resized to the pixels' size, by the labels' rule, when the strategy reads them)."""
         if predictions is not None and self.uses_predictions:
-            predictions = resize_classes(predictions, pixels.image_size)
+            predictions = resize_classes(predictions, pixels.image_size, pixels.align_corners)
         indices, offsets = self(pixels.label_map, predictions, ignore_index)
         images = indices // pixels.pixels_per_image if with_images else None
         return Bags(pixels.rows[indices], pixels.labels[indices], offsets, images=images)
