@@ -15,14 +15,20 @@ pixcon_status pixcon_kmeans_params_check(const pixcon_kmeans_params *p, char *me
   if (p->pixels_per_image > 0 && p->num_images > (INT64_C(1) << 31) / p->pixels_per_image)
     return pixcon_invalid_argument(message, size, "features: at most 2^31 rows, got %lld x %lld",
                                    (long long)p->num_images, (long long)p->pixels_per_image);
-  if (p->dim < 1)
-    return pixcon_invalid_argument(message, size, "features: need at least one feature channel, got %lld", (long long)p->dim);
+  if (p->dim < 1 || p->dim > (INT64_C(1) << 31))
+    return pixcon_invalid_argument(message, size, "features: need 1 to 2^31 feature channels, got %lld", (long long)p->dim);
   if (p->image_stride < 0 || p->pixel_stride < 0 || p->dim_stride < 0)
     return pixcon_invalid_argument(message, size, "features: negative strides are not supported");
   if (p->num_images * p->pixels_per_image > 0 && !p->features)
     return pixcon_invalid_argument(message, size, "features must not be NULL");
   if (p->num_clusters < 1 || p->num_clusters >= (INT64_C(1) << 31))
     return pixcon_invalid_argument(message, size, "num_clusters must be in [1, 2^31), got %lld", (long long)p->num_clusters);
+  /* every workspace size exact in size_t: the unit copy and the centroids below 2^56 floats */
+  double padded = (double)pixcon_kmeans_padded_dim(p->dim), limit = (double)(INT64_C(1) << 56);
+  if ((double)p->num_images * (double)p->pixels_per_image * padded > limit || (double)p->num_clusters * padded > limit)
+    return pixcon_invalid_argument(message, size, "features: %lld x %lld rows of %lld channels into %lld clusters is too large",
+                                   (long long)p->num_images, (long long)p->pixels_per_image, (long long)p->dim,
+                                   (long long)p->num_clusters);
   if (p->iterations < 0)
     return pixcon_invalid_argument(message, size, "iterations must be >= 0, got %lld", (long long)p->iterations);
   if (p->restarts < 1 || p->restarts >= (INT64_C(1) << 31))

@@ -8,6 +8,10 @@
 #include "message.h"
 #include "pixcon/pixcon.h"
 
+#define PIXCON_MAX_ROWS (INT64_C(1) << 40)
+#define PIXCON_MAX_DIM (INT64_C(1) << 31)
+#define PIXCON_MAX_ELEMENTS (INT64_C(1) << 56)
+
 pixcon_status pixcon_loss_params_check_scalars(const pixcon_loss_params *p, char *message,
                                                size_t size) {
   pixcon_status st = pixcon_check_start(p, message, size);
@@ -24,6 +28,14 @@ pixcon_status pixcon_loss_params_check_scalars(const pixcon_loss_params *p, char
     return pixcon_invalid_argument(message, size, "denominator: unknown code %d", (int)p->denominator);
   if (p->num_bags < 1 || !p->bag_offsets)
     return pixcon_invalid_argument(message, size, "bag_offsets must hold at least two entries [0, ..., N]");
+  /* bounds under which every workspace size (bags padded to whole tiles, columns to panels) is
+   * exact in size_t: 2^56 padded elements of 8 bytes, times the few matrices, stay below 2^64 */
+  if (p->num_rows > PIXCON_MAX_ROWS || p->num_bags > PIXCON_MAX_ROWS || p->dim > PIXCON_MAX_DIM)
+    return pixcon_invalid_argument(message, size, "embeddings: at most 2^40 rows and bags and 2^31 columns, got %lld rows, %lld bags, %lld columns",
+                                   (long long)p->num_rows, (long long)p->num_bags, (long long)p->dim);
+  if ((double)(p->num_rows + 128 * p->num_bags) * (double)(p->dim + 32) > (double)PIXCON_MAX_ELEMENTS)
+    return pixcon_invalid_argument(message, size, "embeddings: %lld x %lld is too large for one call",
+                                   (long long)p->num_rows, (long long)p->dim);
   return PIXCON_OK;
 }
 

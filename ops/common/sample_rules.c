@@ -21,8 +21,10 @@ pixcon_status pixcon_sample_params_check_shape(const pixcon_sample_params *p, ch
   if (p->num_images < 0 || p->pixels_per_image < 0)
     return pixcon_invalid_argument(message, size, "labels: negative size [%lld, %lld]", (long long)p->num_images,
                 (long long)p->pixels_per_image);
-  if (p->pixels_per_image > 0 && p->num_images > INT64_MAX / p->pixels_per_image)
-    return pixcon_invalid_argument(message, size, "labels: too many pixels");
+  /* 2^40 pixels keep every workspace size (about 17 bytes a pixel) exact in size_t */
+  if (p->pixels_per_image > 0 && p->num_images > (INT64_C(1) << 40) / p->pixels_per_image)
+    return pixcon_invalid_argument(message, size, "labels: at most 2^40 pixels, got %lld x %lld",
+                                   (long long)p->num_images, (long long)p->pixels_per_image);
   int64_t n = p->num_images * p->pixels_per_image;
   if (n > 0 && !p->labels) return pixcon_invalid_argument(message, size, "labels is NULL");
   switch (p->strategy) {

@@ -83,12 +83,14 @@ static size_t real_size(const pixcon_loss_params *p) {
 
 size_t pixcon_cpu_forward_workspace_size(const pixcon_loss_params *p) {
   pixcon_layout l;
+  if (pixcon_loss_params_check_shape(p, NULL, 0) != PIXCON_OK) return 0;
   pixcon_layout_compute(p, real_size(p), 0, &l);
   return l.total;
 }
 
 size_t pixcon_cpu_backward_workspace_size(const pixcon_loss_params *p) {
   pixcon_layout l;
+  if (pixcon_loss_params_check_shape(p, NULL, 0) != PIXCON_OK) return 0;
   pixcon_layout_compute(p, real_size(p), 1, &l);
   return l.total;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "pixcon/pixcon.h"
+#include "dtype_io.h"
 #include "pixcon_reference.h"
 #include "test_rng.h"
 
@@ -102,22 +103,6 @@ static double read_acc(const void *buf, int f64, int64_t k) {
   return f64 ? ((const double *)buf)[k] : ((const float *)buf)[k];
 }
 
-static double grad_elem(const void *g, pixcon_dtype dtype, int64_t k) {
-  if (dtype == PIXCON_FLOAT64) return ((const double *)g)[k];
-  if (dtype == PIXCON_FLOAT32) return ((const float *)g)[k];
-  uint16_t h = ((const uint16_t *)g)[k];
-  uint32_t u;
-  if (dtype == PIXCON_BFLOAT16) u = (uint32_t)h << 16;
-  else {
-    uint32_t e = (h >> 10) & 0x1f;
-    if (e == 0) return ((h & 0x8000) ? -1.0 : 1.0) * (h & 0x3ff) * ldexp(1.0, -24);
-    u = ((uint32_t)(h & 0x8000) << 16) | ((e + 112) << 23) | ((uint32_t)(h & 0x3ff) << 13);
-  }
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-
 static int failures = 0;
 
 static void check_close(const char *what, double got, double want, double tol, const char *ctx) {
@@ -169,7 +154,7 @@ static void run_case(problem *q, pixcon_isa isa, const char *ctx) {
     double scale = 0;
     for (int64_t k = 0; k < n * d; ++k) scale = fmax(scale, fabs(ref_grad[k]));
     for (int64_t k = 0; k < n * d; ++k)
-      check_close("grad", grad_elem(grad, p->dtype, k) / (1 + scale), ref_grad[k] / (1 + scale),
+      check_close("grad", dtype_element(grad, p->dtype, k) / (1 + scale), ref_grad[k] / (1 + scale),
                   tol, ctx);
   }
   free(ws);

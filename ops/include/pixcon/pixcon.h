@@ -60,8 +60,8 @@ typedef enum pixcon_isa {
 
 /* One loss problem: many independent bags of rows in CSR form. */
 typedef struct pixcon_loss_params {
-  int64_t num_rows;            /* N */
-  int64_t dim;                 /* D >= 1 */
+  int64_t num_rows;            /* N <= 2^40, with (N + 128 B) (D + 32) <= 2^56 */
+  int64_t dim;                 /* 1 <= D <= 2^31 */
   const void *embeddings;      /* element (r, d) at embeddings[r * row_stride + d * col_stride] */
   pixcon_dtype dtype;
   int64_t row_stride;          /* in elements */
@@ -70,7 +70,7 @@ typedef struct pixcon_loss_params {
   const uint8_t *anchor_mask;  /* [N] 0/1, or NULL for all rows */
   const uint8_t *contrast_mask;/* [N] 0/1, or NULL for all rows */
   const int64_t *image_ids;    /* [N], or NULL: negatives from any image of the bag */
-  int64_t num_bags;            /* B >= 1 */
+  int64_t num_bags;            /* 1 <= B <= 2^40 */
   const int64_t *bag_offsets;  /* [B + 1]: 0 = o_0 <= o_1 <= ... <= o_B = N */
   double temperature;          /* > 0 */
   int64_t ignore_index;        /* rows with this label are neither anchors nor contrast rows */
