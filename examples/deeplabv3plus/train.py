@@ -74,8 +74,9 @@ class Config:
     confidence: float = 0.8
     background_confidence: float = 0.97
     # Three clusters per class: the background's blotches and the objects' textures vary in
-    # colour, period and orientation, so one class spreads over several modes of the features;
-    # more clusters raise the pair precision of the auxiliary labels and lower their recall.
+    # colour, period and orientation, so one class may spread over several modes of the
+    # features. Fixed before any run: choosing it by the labels' agreement with the true labels
+    # would use the unlabelled images' hidden labels.
     aux_clusters: int = 3 * NUM_CLASSES
     aux_outlier_fraction: float = 0.05
     tsne_points_per_class: int = 400
