@@ -1,13 +1,16 @@
-"""Label-efficient segmentation with pixcon: DeepLabV3+ on generated scenes, the paper's settings.
+"""Label-efficient segmentation with pixcon: DeepLabV3+ on generated scenes, in four settings.
 
 Trains a DeepLabV3+ (segmentation_models_pytorch, ResNet-18 encoder, from scratch) on a
 generated data set of textured shapes of which only a few training images are labelled, in the
 three settings of Zhao et al. (ICCV 2021): (1) cross-entropy only; (2) pixel-wise label-based
 contrastive pretraining (pixcon) then cross-entropy fine-tuning; (3) setting 2 plus pseudo
-labels on the unlabelled images (confidence 0.8, background 0.97). Prints the validation mIoU
-of each, writes results.json and one t-SNE figure of the embeddings per setting.
+labels on the unlabelled images (confidence 0.8, background 0.97); and (4) after Zhang et al.
+(NeurIPS 2021): contrastive pretraining on auxiliary labels, spherical k-means clusters of (1)'s
+features on all training images, then fine-tuning as in (2). Prints the validation mIoU of each
+and the auxiliary labels' agreement with the true labels, writes results.json, one t-SNE figure
+of the embeddings per setting and a figure of the auxiliary labels.
 
-    .venv/bin/python examples/deeplabv3plus/run.py --quick     # ~5 min on 2 CPU cores
+    .venv/bin/python examples/deeplabv3plus/run.py --quick     # ~6 min on 2 CPU cores
     .venv/bin/python examples/deeplabv3plus/run.py             # full: ~1 h on 2 CPU cores
 """
 
@@ -30,7 +33,7 @@ if __package__ in (None, ""):  # run as a script, or loaded from its path by a t
 import torch  # noqa: E402
 
 import pixcon  # noqa: E402
-from deeplabv3plus import dataset, embedding_plot, train  # noqa: E402
+from deeplabv3plus import auxiliary_plot, dataset, embedding_plot, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,11 +54,13 @@ OPTIONS = {  # option -> (Config field, type, help)
     "--labelled": ("num_labelled", int, "labelled training scenes"),
     "--val-images": ("num_val", int, "validation scenes"),
     "--batch-size": ("batch_size", int, "images per step"),
-    "--ce-steps": ("ce_steps", int, "cross-entropy steps (setting 1; stage 2 of settings 2 and 3)"),
+    "--ce-steps": ("ce_steps", int, "cross-entropy steps (setting 1; stage 2 of settings 2 to 4)"),
     "--contrastive-steps": ("contrastive_steps", int, "contrastive pretraining steps (stage 1)"),
     "--lr": ("lr", float, "peak learning rate (AdamW, cosine decay)"),
     "--tsne-points": ("tsne_points_per_class", int, "validation pixels per class in each t-SNE figure"),
+    "--aux-clusters": ("aux_clusters", int, "k-means clusters of setting 4's auxiliary labels (default 3 per class)"),
 }
+AUX_FIGURE = "auxiliary_labels.png"
 
 
 def _threads(requested: int) -> int:
@@ -168,7 +173,18 @@ def _run(cfg: train.Config, mode: str, out_dir: Path, threads: int) -> int:
         figure_seconds[name] = round(time.perf_counter() - t, 1)
         return extra
 
-    results = train.run_settings(data, cfg, on_model)
+    def on_auxiliary_labels(aux: torch.Tensor) -> dict:
+        t = time.perf_counter()
+        labelled = data.labelled_images.shape[0]
+        picks = [i for i in range(3) if i < labelled] + [labelled + i for i in range(3)
+                                                         if i < data.unlabelled_images.shape[0]]
+        auxiliary_plot.figure(torch.cat([data.labelled_images, data.unlabelled_images]),
+                              torch.cat([data.labelled_labels, data.unlabelled_true_labels]), aux, picks,
+                              labelled, cfg.aux_clusters, out_dir / AUX_FIGURE)
+        figure_seconds["auxiliary_labels"] = round(time.perf_counter() - t, 1)
+        return {"figure": AUX_FIGURE}
+
+    results = train.run_settings(data, cfg, on_model, on_auxiliary_labels)
     timings["embedding_figures"] = figure_seconds
     timings["settings"] = {name: results[name]["train_seconds"] for name in train.SETTINGS}
     timings["total"] = round(time.perf_counter() - started, 1)
@@ -193,9 +209,15 @@ def _run(cfg: train.Config, mode: str, out_dir: Path, threads: int) -> int:
     print(f"\nvalidation mIoU ({cfg.num_val} scenes, {dataset.NUM_CLASSES} classes; "
           f"{cfg.num_labelled} labelled training images):")
     for name in train.SETTINGS:
-        print(f"  {train.SETTING_TITLES[name]:<50s} {results[name]['miou']:.4f}")
+        print(f"  {train.SETTING_TITLES[name]:<52s} {results[name]['miou']:.4f}")
+    aux = results["contrastive_aux"]["auxiliary_labels"]
+    print(f"auxiliary labels of setting 4 ({aux['clusters']} clusters, {aux['images']} training images at "
+          f"{aux['resolution'][0]}x{aux['resolution'][1]}, {aux['ignored_fraction']:.1%} ignored) against the "
+          f"true labels: pair precision {aux['pair_precision']:.4f} (one cluster: "
+          f"{aux['pair_precision_one_cluster']:.4f}), pair recall {aux['pair_recall']:.4f}, "
+          f"purity {aux['purity']:.4f}")
     print(f"results: {out_dir / 'results.json'}; figures: "
-          + ", ".join(str(out_dir / f"embeddings_{n}.png") for n in train.SETTINGS))
+          + ", ".join([str(out_dir / f"embeddings_{n}.png") for n in train.SETTINGS] + [str(out_dir / AUX_FIGURE)]))
     print(f"total time {timings['total']:.0f} s")
     return 0 if all(math.isfinite(results[n]["miou"]) for n in train.SETTINGS) else 1
 

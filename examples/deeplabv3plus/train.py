@@ -1,4 +1,5 @@
-"""The paper's three training settings on the generated scenes.
+"""The training settings on the generated scenes: Zhao et al.'s three, and Zhang et al.'s
+auxiliary labels.
 
 (1) ``ce_only``: cross-entropy on the labelled images.
 (2) ``contrastive``: stage 1 pretrains encoder + decoder + projection head with
@@ -10,12 +11,19 @@
     pixel keeps its predicted class when the class's softmax probability is >= 0.8 (>= 0.97 when
     the class is background), otherwise it is ignored (255). Stages 1 and 2 are then run again
     from a fresh initialisation, every batch half labelled and half pseudo-labelled images.
+(4) ``contrastive_aux`` (Zhang et al., NeurIPS 2021): the decoder features of (1)'s final model
+    on all training images, labelled and unlabelled, are clustered by spherical k-means
+    (``pixcon.auxiliary_labels``; the 5% of pixels farthest from their centroid are ignored); the
+    cluster index is a pixel's auxiliary label. Stage 1 runs from a fresh initialisation on
+    batches half labelled images with their true labels, half training images with their
+    auxiliary labels (the paper adds the auxiliary-label loss to the labelled one); stage 2 is
+    (2)'s, cross-entropy on the labelled images.
 
 Every stage uses AdamW with a short linear warm-up then cosine decay and random flips and
 90-degree rotations; cross-entropy steps also apply stage 1's photometric distortion to half of
 the images (colour carries no class information here), so the CE-only baseline gets the same
 augmentation as the contrastive views. The CE schedule (steps, batch, learning rate) is the same
-in all three settings, and every setting starts from the same initial weights.
+in all settings, and every setting starts from the same initial weights.
 """
 
 from __future__ import annotations
@@ -35,11 +43,12 @@ import pixcon
 from .dataset import CLASSES, IGNORE_INDEX, NUM_CLASSES, SceneData
 from .model import DeepLabWithProjection
 
-SETTINGS = ("ce_only", "contrastive", "contrastive_pseudo")
+SETTINGS = ("ce_only", "contrastive", "contrastive_pseudo", "contrastive_aux")
 SETTING_TITLES = {
     "ce_only": "(1) cross-entropy only",
     "contrastive": "(2) contrastive pretraining + CE fine-tuning",
     "contrastive_pseudo": "(3) = (2) + pseudo labels on unlabelled images",
+    "contrastive_aux": "(4) contrastive on auxiliary labels + CE fine-tuning",
 }
 
 
@@ -64,6 +73,12 @@ class Config:
     projection_channels: int = 256
     confidence: float = 0.8
     background_confidence: float = 0.97
+    # Three clusters per class: the background's blotches and the objects' textures vary in
+    # colour, period and orientation, so one class may spread over several modes of the
+    # features. Fixed before any run: choosing it by the labels' agreement with the true labels
+    # would use the unlabelled images' hidden labels.
+    aux_clusters: int = 3 * NUM_CLASSES
+    aux_outlier_fraction: float = 0.05
     tsne_points_per_class: int = 400
     seed: int = 0
     device: str = "cpu"
@@ -252,7 +267,48 @@ def pseudo_labels(model: DeepLabWithProjection, images: Tensor, cfg: Config) -> 
     return torch.where(conf >= threshold, pred, torch.full_like(pred, IGNORE_INDEX))
 
 
-# ----------------------------------------------------------------------------- the three settings
+def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """[N, H, W] labels resized by nearest neighbour, as the contrastive loss resizes them."""
+    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+def auxiliary_labels(model: DeepLabWithProjection, images: Tensor, cfg: Config) -> Tensor:
+    """Spherical k-means of the model's decoder features (the projection head's input) over all
+    ``images`` at once, so a cluster index means the same thing in every image: [N, h, w] at the
+    features' stride-4 resolution, outliers 255."""
+    features = model.in_eval(model.features, images)  # [N, F, h, w]
+    labels, _ = pixcon.auxiliary_labels(features, cfg.aux_clusters, outlier_fraction=cfg.aux_outlier_fraction,
+                                        seed=cfg.seed, ignore_index=IGNORE_INDEX)
+    return labels
+
+
+def auxiliary_label_stats(aux: Tensor, true: Tensor, clusters: int, num_labelled: int) -> dict:
+    """The auxiliary labels [N, h, w] against the true labels resized to them (what the loss
+    sees): pair precision / recall and purity over all training images and over the unlabelled
+    ones, the pair precision of a single cluster over the same pixels (the share of same-class
+    pairs: chance level), and each cluster's size and majority class."""
+    true = resize_labels(true, tuple(aux.shape[-2:]))
+    kept = aux != IGNORE_INDEX
+    table = torch.bincount(aux[kept] * NUM_CLASSES + true[kept], minlength=clusters * NUM_CLASSES)
+    table = table.reshape(clusters, NUM_CLASSES)
+    stats = {
+        "clusters": clusters,
+        "images": int(aux.shape[0]),
+        "resolution": list(aux.shape[-2:]),
+        "ignored_fraction": round(float((~kept).double().mean()), 4),
+        **pixcon.auxiliary_label_quality(aux, true, ignore_index=IGNORE_INDEX),
+        "pair_precision_one_cluster": pixcon.auxiliary_label_quality(
+            torch.where(kept, 0, IGNORE_INDEX), true, ignore_index=IGNORE_INDEX)["pair_precision"],
+        "cluster_pixels": table.sum(1).tolist(),
+        "cluster_majority_class": [CLASSES[int(row.argmax())] if row.any() else None for row in table],
+    }
+    if aux.shape[0] > num_labelled:
+        stats["unlabelled_images_only"] = pixcon.auxiliary_label_quality(aux[num_labelled:], true[num_labelled:],
+                                                                         ignore_index=IGNORE_INDEX)
+    return stats
+
+
+# ----------------------------------------------------------------------------- the settings
 
 
 def new_model(cfg: Config) -> tuple[DeepLabWithProjection, torch.Generator]:
@@ -285,9 +341,11 @@ def pseudo_label_stats(pseudo: Tensor, true: Tensor) -> dict:
 
 
 def run_settings(data: SceneData, cfg: Config,
-                 on_model: Callable[[str, DeepLabWithProjection], dict] | None = None) -> dict:
-    """Runs the three settings; returns their results (``on_model(setting, model)`` may add to
-    each, e.g. the embedding figure)."""
+                 on_model: Callable[[str, DeepLabWithProjection], dict] | None = None,
+                 on_auxiliary_labels: Callable[[Tensor], dict] | None = None) -> dict:
+    """Runs the settings; returns their results (``on_model(setting, model)`` may add to each,
+    e.g. the embedding figure; ``on_auxiliary_labels(labels)``, given setting 4's auxiliary
+    labels of all training images at image resolution, may add to setting 4's, e.g. a figure)."""
     labelled = (data.labelled_images, data.labelled_labels)
     results: dict = {}
 
@@ -303,6 +361,18 @@ def run_settings(data: SceneData, cfg: Config,
     start = time.perf_counter()
     model, gen = new_model(cfg)
     finish("ce_only", model, {"ce": train_ce(model, [labelled], cfg.ce_steps, cfg, gen, "(1) CE")}, start)
+
+    # (4)'s auxiliary labels now, while (1)'s model exists; (4) itself trains last
+    aux_start = time.perf_counter()
+    train_images = torch.cat([data.labelled_images, data.unlabelled_images])
+    train_true = torch.cat([data.labelled_labels, data.unlabelled_true_labels])
+    aux = auxiliary_labels(model, train_images, cfg)
+    aux_stats = auxiliary_label_stats(aux, train_true, cfg.aux_clusters, data.labelled_images.shape[0])
+    aux = resize_labels(aux, tuple(train_images.shape[-2:]))  # the loss resizes it back exactly
+    aux_seconds = time.perf_counter() - aux_start
+    tqdm.write(f"auxiliary labels ({cfg.aux_clusters} clusters of (1)'s features): pair precision "
+               f"{aux_stats['pair_precision']:.3f} (one cluster: {aux_stats['pair_precision_one_cluster']:.3f}), "
+               f"pair recall {aux_stats['pair_recall']:.3f}, purity {aux_stats['purity']:.3f}")
     del model
 
     # (2) contrastive pretraining, then cross-entropy fine-tuning
@@ -325,4 +395,18 @@ def run_settings(data: SceneData, cfg: Config,
     pools = [labelled, (data.unlabelled_images, pseudo)] if any_kept else [labelled]
     finish("contrastive_pseudo", model, pretrain_then_finetune(model, pools, cfg, gen, "(3)"), start)
     results["contrastive_pseudo"]["pseudo_labels"] = stats
+    del model
+
+    # (4) stage 1 on labelled images (true labels) + all training images (auxiliary labels),
+    # stage 2 as in (2); its time includes making the auxiliary labels
+    start = time.perf_counter() - aux_seconds
+    model, gen = new_model(cfg)
+    stages = {"contrastive": train_contrastive(model, [labelled, (train_images, aux)], cfg.contrastive_steps, cfg,
+                                               gen, "(4) stage 1 contrastive"),
+              "ce": train_ce(model, [labelled], cfg.ce_steps, cfg, gen, "(4) stage 2 CE")}
+    finish("contrastive_aux", model, stages, start)
+    aux_stats["seconds"] = round(aux_seconds, 1)
+    if on_auxiliary_labels is not None:
+        aux_stats.update(on_auxiliary_labels(aux))
+    results["contrastive_aux"]["auxiliary_labels"] = aux_stats
     return results
