@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: set up from nothing, C unit tests of ops/ (plain and under
 # AddressSanitizer + UBSan) with ctest, the CUDA kernels of ops/cuda run on the CPU under
-# tests/emulation (plain, under AddressSanitizer + UBSan, under ThreadSanitizer), then the Python
-# suite with pytest.
+# tests/emulation (plain, under AddressSanitizer + UBSan, under ThreadSanitizer), the fuzz targets
+# of tests/fuzz for a bounded time, then the Python suite with pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -30,6 +30,11 @@ for variant in plain asan tsan; do
   cmake --build "$dir"
   ctest --test-dir "$dir" --output-on-failure
 done
+# the fuzz targets of the C API, 15 s each over the committed corpus, and the planted bug they
+# must find (clang's libFuzzer, AddressSanitizer + UBSan)
+CC=clang cmake -S tests/fuzz -B build/fuzz -G Ninja -DPIXCON_FUZZ_SECONDS=15 > /dev/null
+cmake --build build/fuzz
+ctest --test-dir build/fuzz --output-on-failure
 status=0
 .venv/bin/python -m pytest tests "$@" || status=$?
 if [ "$status" -eq 5 ]; then
