@@ -1,6 +1,6 @@
 # The CPU kernels of ops/ as the static library `pixcon_ops` (target name given by the caller):
-# contrastive_tier.c compiled once per (instruction-set tier, accumulation type) and kmeans_tier.c
-# once per tier, the widest tier chosen at run time. Shared by the top-level build and tests/emulation.
+# contrastive_tier.c compiled once per (instruction-set tier, accumulation type), kmeans_tier.c and
+# peak_tier.c once per tier, the widest tier chosen at run time. Shared by the top-level build and tests/emulation.
 #   pixcon_add_cpu_ops(<target> <pixcon source root>)
 
 find_package(OpenMP REQUIRED COMPONENTS C)
@@ -36,18 +36,22 @@ function(pixcon_add_cpu_ops target root)
       list(APPEND objects $<TARGET_OBJECTS:${object}>)
     endforeach()
   endforeach()
-  # the k-means tiers: fused multiply-adds only where written, so every tier gives the same bits
+  # once per tier: the k-means kernels (fused multiply-adds only where written, so every tier
+  # gives the same bits) and the multiply-add peak
   foreach(tier IN LISTS tiers)
     separate_arguments(tier)
     list(POP_FRONT tier name vector_bytes)
     set(object ${target}_kmeans_${name})
-    add_library(${object} OBJECT ${root}/ops/cpu/kmeans_tier.c)
+    add_library(${object} OBJECT ${root}/ops/cpu/kmeans_tier.c ${root}/ops/cpu/peak_tier.c)
     target_include_directories(${object} PRIVATE ${root}/ops/include ${root}/ops/cpu)
-    target_compile_definitions(${object} PRIVATE PIXCON_FN_SUFFIX=${name})
-    target_compile_options(${object} PRIVATE ${PIXCON_OPS_FLAGS} -ffp-contract=off ${tier})
+    target_compile_definitions(${object} PRIVATE PIXCON_FN_SUFFIX=${name} PIXCON_VECTOR_BYTES=${vector_bytes}
+      $<$<BOOL:${x86}>:PIXCON_HAVE_X86_TIERS>)
+    target_compile_options(${object} PRIVATE ${PIXCON_OPS_FLAGS} ${tier})
+    target_link_libraries(${object} PRIVATE OpenMP::OpenMP_C)
     list(APPEND objects $<TARGET_OBJECTS:${object}>)
   endforeach()
-  set_source_files_properties(${root}/ops/cpu/kmeans.c PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+  set_source_files_properties(${root}/ops/cpu/kmeans.c ${root}/ops/cpu/kmeans_tier.c PROPERTIES
+    COMPILE_OPTIONS -ffp-contract=off)
   # ops/common: the checks, messages and sampling rules the CUDA library shares
   add_library(${target} STATIC
     ${root}/ops/cpu/dispatch.c ${root}/ops/cpu/layout.c ${root}/ops/cpu/relabel.c

@@ -73,6 +73,17 @@ pixcon_status pixcon_cpu_set_isa(pixcon_isa isa) {
   return PIXCON_OK;
 }
 
+double pixcon_cpu_fma_peak_gflops(int num_threads, double seconds) {
+  int threads = pixcon_resolve_threads(num_threads);
+  switch (pixcon_cpu_isa()) {
+#if defined(PIXCON_HAVE_X86_TIERS)
+    case PIXCON_ISA_AVX512: return pixcon_cpu_fma_peak_gflops_avx512(threads, seconds);
+    case PIXCON_ISA_AVX2: return pixcon_cpu_fma_peak_gflops_avx2(threads, seconds);
+#endif
+    default: return pixcon_cpu_fma_peak_gflops_scalar(threads, seconds);
+  }
+}
+
 static int accumulates_in_double(const pixcon_loss_params *p) {
   return pixcon_loss_accumulation_dtype(p->dtype) == PIXCON_FLOAT64;
 }

@@ -15,6 +15,12 @@
                                           const void *stats, void *grad_embeddings,         \
                                           void *workspace, size_t workspace_size);
 
+double pixcon_cpu_fma_peak_gflops_scalar(int num_threads, double seconds);
+#if defined(PIXCON_HAVE_X86_TIERS)
+double pixcon_cpu_fma_peak_gflops_avx2(int num_threads, double seconds);
+double pixcon_cpu_fma_peak_gflops_avx512(int num_threads, double seconds);
+#endif
+
 PIXCON_DECLARE_TIER(scalar_f32)
 PIXCON_DECLARE_TIER(scalar_f64)
 #if defined(PIXCON_HAVE_X86_TIERS)

@@ -8,8 +8,11 @@ batch at full feature resolution. See ``pixcon.contrastive_loss`` and
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.metadata
 from typing import Iterator
+
+import torch
 
 from . import _library
 
@@ -61,6 +64,17 @@ def set_cpu_isa(name: str | None) -> None:
     _forced_isa = name
 
 
+def cpu_peak_gflops(threads: int | None = None, seconds: float = 0.25) -> float:
+    """The float32 multiply-add rate (2 flops each, in GFLOP/s) that the current CPU tier reaches
+    on ``threads`` threads (None: torch's thread count) in a register-only loop of about
+    ``seconds``: the peak that the loss benchmark's efficiency is a fraction of, measured in the
+    same run on the same cores."""
+    peak = _lib.pixcon_cpu_fma_peak_gflops
+    peak.restype = ctypes.c_double
+    peak.argtypes = (ctypes.c_int, ctypes.c_double)
+    return float(peak(torch.get_num_threads() if threads is None else int(threads), float(seconds)))
+
+
 @contextlib.contextmanager
 def use_cpu_isa(name: str) -> Iterator[None]:
     """Context manager that runs the CPU kernels with the given tier, then restores it."""
@@ -73,6 +87,7 @@ def use_cpu_isa(name: str) -> Iterator[None]:
 
 
 __all__ = [
-    "PixelSampler", "auxiliary_label_quality", "auxiliary_labels", "available_cpu_isas", "contrastive_loss", "cpu_isa", "cuda_status", "nn", "reduce_loss",
+    "PixelSampler", "auxiliary_label_quality", "auxiliary_labels", "available_cpu_isas", "contrastive_loss", "cpu_isa",
+    "cpu_peak_gflops", "cuda_status", "nn", "reduce_loss",
     "reference", "sample_pixels", "set_cpu_isa", "use_cpu_isa",
 ]
