@@ -1,8 +1,10 @@
 /* Faithfulness test of the emulation's device-wide CUB stand-ins against CUB's documented semantics:
- * DeviceRadixSort::SortPairs (DoubleBuffer: temp-storage query, bit ranges, stability, signed keys, selector)
- * and DeviceSelect::Flagged (order kept, count on the device), plus their aborts on bad device ranges.
+ * DeviceRadixSort::SortPairs (DoubleBuffer: temp-storage query, bit ranges, stability, signed keys, selector),
+ * DeviceSelect::Flagged (order kept, count on the device) and DeviceScan::InclusiveSum / ExclusiveSum
+ * (wrapping unsigned sums, in place), plus their aborts on bad device ranges.
  * Cost: O(cases * n log n) on the host, well under a second. */
 #include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_scan.cuh>
 #include <cub/device/device_select.cuh>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -140,6 +142,39 @@ void test_select() {
   }
 }
 
+/* Both sums against a serial loop, out of place and in place; 64-bit items whose sum wraps. */
+void test_scan() {
+  for (int64_t n : {0, 1, 5, 1023, 1024, 1025, 3000}) {
+    for (int inclusive = 0; inclusive < 2; ++inclusive) {
+      std::vector<uint64_t> in((size_t)n), want((size_t)n);
+      uint64_t run = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        in[(size_t)i] = below(4) == 0 ? 0 : next_u64() >> (below(2) ? 0 : 40);
+        if (inclusive) run += in[(size_t)i];
+        want[(size_t)i] = run;
+        if (!inclusive) run += in[(size_t)i];
+      }
+      auto sum = [&](void *temp, size_t &bytes, const uint64_t *d_in, uint64_t *d_out) {
+        return inclusive ? cub::DeviceScan::InclusiveSum(temp, bytes, d_in, d_out, n)
+                         : cub::DeviceScan::ExclusiveSum(temp, bytes, d_in, d_out, n, (cudaStream_t)0);
+      };
+      uint64_t *d_in = to_device(in), *d_out = to_device(std::vector<uint64_t>((size_t)n));
+      size_t bytes = 0;
+      expect(sum(nullptr, bytes, d_in, d_out) == cudaSuccess && bytes > 0, "scan: the size query succeeds");
+      void *temp = nullptr;
+      CHECK_CUDA(cudaMalloc(&temp, bytes));
+      size_t short_bytes = bytes - 1;
+      expect(sum(temp, short_bytes, d_in, d_out) == cudaErrorInvalidValue,
+             "scan: too little temporary storage is cudaErrorInvalidValue");
+      expect(sum(temp, bytes, d_in, d_out) == cudaSuccess, "scan: succeeds");
+      expect(host(d_out, (size_t)n) == want, inclusive ? "scan: inclusive sums" : "scan: exclusive sums");
+      expect(host(d_in, (size_t)n) == in, "scan: the input is left alone");
+      expect(sum(temp, bytes, d_in, d_in) == cudaSuccess && host(d_in, (size_t)n) == want, "scan: in place");
+      for (void *d : {(void *)d_in, (void *)d_out, temp}) CHECK_CUDA(cudaFree(d));
+    }
+  }
+}
+
 /* body() must abort (the stand-ins' argument checks). */
 void expect_abort(const char *what, void (*body)()) {
   fflush(stdout);
@@ -186,6 +221,23 @@ void test_aborts() {
     size_t bytes = 0;
     cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, vals, 10, 0, 33);
   });
+  expect_abort("scan: overlapping input and output abort", [] {
+    uint64_t *d = to_device(std::vector<uint64_t>(200));
+    size_t bytes = 0;
+    cub::DeviceScan::InclusiveSum(nullptr, bytes, d, d + 1, 100);
+    void *temp = nullptr;
+    cudaMalloc(&temp, bytes);
+    cub::DeviceScan::InclusiveSum(temp, bytes, d, d + 1, 100);
+  });
+  expect_abort("scan: a host output aborts", [] {
+    static uint64_t out[100];
+    uint64_t *d = to_device(std::vector<uint64_t>(100));
+    size_t bytes = 0;
+    cub::DeviceScan::ExclusiveSum(nullptr, bytes, d, out, 100);
+    void *temp = nullptr;
+    cudaMalloc(&temp, bytes);
+    cub::DeviceScan::ExclusiveSum(temp, bytes, d, out, 100);
+  });
   expect_abort("select: an output too small for the selection aborts", [] {
     std::vector<int64_t> in(100, 7);
     std::vector<uint8_t> flags(100, 1);
@@ -207,6 +259,7 @@ int main() {
   rng_seed(0x2545f4914f6cdd1dull);
   test_sort();
   test_select();
+  test_scan();
   test_aborts();
   printf("cub stand-in: %d failures\n", failures);
   return failures ? 1 : 0;

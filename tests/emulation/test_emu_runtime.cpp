@@ -3,8 +3,8 @@
  * 48 KiB shared-memory rule and its opt-in, the four shuffles (every width), __syncwarp,
  * __syncthreads_or/_and/_count, WMMA (every layout, half / bfloat16 / tf32, against a naive matmul;
  * the scrambled fragment layout), __float_to_tf32, cp.async (deferred until waited for, zero fill,
- * dropped at the block's end), the counters, the sticky device-side assertion, and every check that
- * aborts (each in a child process: this program run again with --case NAME).
+ * dropped at the block's end), 64-bit atomicAdd, the counters, the sticky device-side assertion, and
+ * every check that aborts (each in a child process: this program run again with --case NAME).
  * `--case missing_syncthreads_race` runs a kernel with a missing __syncthreads: under ThreadSanitizer
  * it must be reported (its own ctest in the TSan build).
  * Cost: about a hundred small launches and thirty child processes; well under a second without
@@ -722,6 +722,35 @@ void test_small_things() {
   CHECK_CUDA(cudaFree(out));
 }
 
+/* Every thread adds its own amount (t + 1), or minus one (all ones): the old values returned are the
+ * running totals of one order of the additions, so they are distinct, and the total is exact, also
+ * when it wraps. */
+__global__ void atomic_adds(unsigned long long *total, unsigned long long *old, int minus_one) {
+  const unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+  old[t] = atomicAdd(total, minus_one ? ~0ull : (unsigned long long)t + 1);
+}
+
+void test_atomic_add() {
+  const unsigned blocks = 3, threads = 64, count = blocks * threads;
+  unsigned long long *total = to_device(std::vector<unsigned long long>{5});
+  unsigned long long *old = device_zeros<unsigned long long>(count);
+  const unsigned long long sum = (unsigned long long)count * (count + 1) / 2;
+  for (int minus_one = 0; minus_one < 2; ++minus_one) {
+    PIXCON_EMULATED_LAUNCH(blocks, threads, 0, nullptr, atomic_adds)(total, old, minus_one);
+    CHECK_CUDA(cudaGetLastError());
+    std::vector<unsigned long long> seen = download(old, count);
+    std::sort(seen.begin(), seen.end());
+    check(std::adjacent_find(seen.begin(), seen.end()) == seen.end(),
+          "atomicAdd on unsigned long long: each thread sees a distinct old value");
+    const bool bounds = minus_one ? seen[0] == 5 + sum - count + 1 && seen.back() == 5 + sum
+                                  : seen[0] == 5 && seen.back() < 5 + sum;
+    check(bounds, "atomicAdd on unsigned long long: the old values lie between the first and the last total");
+  }
+  check(download(total, 1)[0] == 5 + sum - count, "atomicAdd on unsigned long long: the total, minus ones wrapping");
+  CHECK_CUDA(cudaFree(total));
+  CHECK_CUDA(cudaFree(old));
+}
+
 /* ---- misuse that aborts: each case runs in a child process ---- */
 
 template <class Kernel, class... A> void launch1(unsigned threads, size_t smem, Kernel kernel, A... args) {
@@ -909,6 +938,7 @@ int main(int argc, char **argv) {
   test_counters();
   test_device_assert();
   test_small_things();
+  test_atomic_add();
   test_aborts();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);

@@ -1,6 +1,7 @@
 /* CPU emulation of the CUDA subset pixcon's kernels use: qualifiers, thread geometry, static and dynamic
- * shared memory, block and warp barriers, warp shuffles, bit casts, device-side assertions, the launch
- * macro's back end and a small runtime (memory, copies, errors, function attributes, counters).
+ * shared memory, block and warp barriers, warp shuffles, bit casts, 64-bit atomicAdd, device-side
+ * assertions, the launch macro's back end and a small runtime (memory, copies, errors, function
+ * attributes, counters).
  * WMMA, cp.async and 16-bit float types are in mma.h, cuda_pipeline_primitives.h, cuda_fp16.h and
  * cuda_bf16.h next to this file.
  * Cost: a launch runs blockDim threads as real std::threads, blocks one after another in a shuffled
@@ -144,6 +145,12 @@ template <class T> static inline cudaError_t cudaFuncSetAttribute(T *entry, cuda
 
 /* A read through the read-only data cache: a plain load here. */
 template <class T> static inline T __ldg(const T *p) { return *p; }
+
+/* CUDA's 64-bit integer atomicAdd (relaxed, as on a GPU): returns the old value. Only the unsigned long
+ * long overload exists in CUDA, so a uint64_t (unsigned long here) pointer does not compile, as there. */
+static inline unsigned long long atomicAdd(unsigned long long *address, unsigned long long val) {
+  return __atomic_fetch_add(address, val, __ATOMIC_RELAXED);
+}
 
 namespace pixcon_emu {
 
