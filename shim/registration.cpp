@@ -15,7 +15,7 @@ void register_kernels(torch::stable::detail::StableLibrary& m) {
   m.impl("contrastive_loss", TORCH_BOX(&contrastive_loss<loss>));
   m.impl("contrastive_loss_backward", TORCH_BOX(&contrastive_loss_backward<loss>));
   m.impl("sample_pixels", TORCH_BOX(sample_pixels));
-  if constexpr (kmeans != nullptr) m.impl("kmeans", TORCH_BOX(kmeans));
+  m.impl("kmeans", TORCH_BOX(kmeans));
 }
 
 }  // namespace pixcon_shim
@@ -23,7 +23,8 @@ void register_kernels(torch::stable::detail::StableLibrary& m) {
 #ifdef PIXCON_REGISTER_CUDA
 
 STABLE_TORCH_LIBRARY_IMPL(pixcon, CUDA, m) {
-  pixcon_shim::register_kernels<pixcon_shim::kCudaLoss, &pixcon_shim::sample_pixels_cuda, nullptr>(m);
+  pixcon_shim::register_kernels<pixcon_shim::kCudaLoss, &pixcon_shim::sample_pixels_cuda,
+                                &pixcon_shim::kmeans_cuda>(m);
 }
 
 #else
