@@ -1,7 +1,8 @@
 """The CUDA ops against the CPU ops on the same inputs, and the contracts only a GPU can show:
 TF32 only when torch allows it, gradcheck and opcheck on CUDA, a training step captured in a
 CUDA graph, a bitwise reproducible backward, no host synchronisation, O(N D) memory for one bag
-of 262 144 rows, and device-side asserts for bad labels and offsets. They run where a GPU exists
+of 262 144 rows, device-side asserts for bad labels and offsets, and the k-means equal to the
+CPU bit for bit. They run where a GPU exists
 (scripts/gpu_check.sh runs them); everywhere else they are skipped."""
 
 import contextlib
@@ -369,3 +370,34 @@ def test_bad_labels_or_offsets_raise_a_device_side_assert(bad):
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "no error" not in output, output[-2000:]
     assert "device-side assert" in output.lower(), output[-2000:]
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_cuda_auxiliary_labels_equal_the_cpu_bit_for_bit(init):
+    g = torch.Generator().manual_seed(3)
+    maps = torch.randn(4, 24, 17, 19, generator=g)
+    mask = torch.rand(4, 17, 19, generator=g) > 0.1
+    cpu = pixcon.auxiliary_labels(maps, 12, valid_mask=mask, seed=5, init=init)
+    gpu = pixcon.auxiliary_labels(maps.cuda(), 12, valid_mask=mask.cuda(), seed=5, init=init)
+    assert torch.equal(gpu[0].cpu(), cpu[0]) and torch.equal(gpu[1].cpu(), cpu[1])
+
+
+def test_cuda_auxiliary_labels_never_synchronise_with_the_host():
+    maps = torch.randn(2, 16, 33, 33, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        labels, centroids = pixcon.auxiliary_labels(maps, 8)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert labels.shape == (2, 33, 33) and centroids.shape == (8, 16)
+
+
+def test_cuda_auxiliary_labels_of_266256_rows_d256_k256_fit_in_o_n_d_memory():
+    features = torch.randn(16, 256, 129, 129, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    pixcon.auxiliary_labels(features, 256, iterations=2, restarts=1, ignore_index=-1)
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() - base < 1.5 * features.numel() * 4
