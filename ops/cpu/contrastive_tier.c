@@ -178,7 +178,8 @@ static void run_rounds(tier_ctx *c, int pass) {
   }
 }
 
-static double lse_finish(double m, double sum) { return sum > 0 ? m + log(sum) : -INFINITY; }
+/* -inf for an empty set; NaN stays NaN */
+static double lse_finish(double m, double sum) { return (sum > 0 || sum != sum) ? m + log(sum) : -INFINITY; }
 
 /* After the LSE pass: close the log-sum-exp and add the self pair when it is a positive. */
 static void finish_lse(tier_ctx *c, int64_t prow) {

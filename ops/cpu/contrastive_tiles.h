@@ -95,7 +95,7 @@ static void tile_lse_rows(const REAL *S, int64_t I0, int64_t J0, int diag, int s
     REAL tmax = hmax(mx);
     if (tmax == -INFINITY) continue;
     REAL *m = &t->r[ROW_MAX][I0 + i];
-    REAL new_max = tmax > *m ? tmax : *m;
+    REAL new_max = (tmax > *m || tmax != tmax) ? tmax : *m;
     vreal acc = zero, nm = vset1(new_max);
     for (int j = 0; j < PIXCON_TILE; j += VLANES) acc += vexp_neg(vload(masked + j) - nm);
     lse_merge(m, &t->r[ROW_SUM][I0 + i], hsum(acc), new_max);
@@ -183,7 +183,10 @@ static void tile_softplus_cols(const REAL *S, int64_t I0, int64_t J0, tile_rows 
 static inline vreal loss_slope(vreal s, vmask pos, vmask mem, vreal stat, vreal invp, vreal w,
                                int set) {
   vreal neg_inf = vset1(-INFINITY), zero = vset1(0);
-  vreal e = vexp_neg(vselect(mem, s - stat, neg_inf));
+  /* s <= stat in exact arithmetic; rounding of a huge s can put it above, where vexp_neg is
+   * undefined: clamp at 0 (NaN passes) */
+  vreal shifted = s - stat;
+  vreal e = vexp_neg(vselect(mem, vselect(shifted > 0, zero, shifted), neg_inf));
   if (set == LSE_ALL) return e - vselect(pos, invp, zero);
   vreal x = stat - s;
   return w * e - vselect(pos, invp * vsigmoid_t(x, vexp_neg(-vabs(x))), zero);

@@ -40,7 +40,8 @@ static inline vreal vselect(vmask m, vreal a, vreal b) {
   return (vreal)((m & (vmask)a) | (~m & (vmask)b));
 }
 
-static inline vreal vmax(vreal a, vreal b) { return vselect(a > b, a, b); }
+/* Maxima propagate NaN (a NaN similarity must reach the loss, not vanish in a comparison). */
+static inline vreal vmax(vreal a, vreal b) { return vselect((a > b) | (a != a), a, b); }
 
 static inline REAL hsum(vreal v) {
   REAL s = 0;
@@ -50,7 +51,7 @@ static inline REAL hsum(vreal v) {
 
 static inline REAL hmax(vreal v) {
   REAL m = v[0];
-  for (int k = 1; k < VLANES; ++k) m = v[k] > m ? v[k] : m;
+  for (int k = 1; k < VLANES; ++k) m = (v[k] > m || v[k] != v[k]) ? v[k] : m;
   return m;
 }
 

@@ -138,9 +138,9 @@ template <class Acc> struct OnlineLse {
     sum = mine + theirs;
     m2 = m;
   }
-  /* natural log-sum-exp; -inf for an empty set */
+  /* natural log-sum-exp; -inf for an empty set, NaN when a NaN entered */
   __device__ __forceinline__ Acc value() const {
-    return sum > 0 ? (m2 + px_log2(sum)) * (Acc)kLn2 : neg_inf<Acc>();
+    return (sum > 0 || sum != sum) ? (m2 + px_log2(sum)) * (Acc)kLn2 : neg_inf<Acc>();
   }
 };
 

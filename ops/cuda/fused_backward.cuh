@@ -21,7 +21,9 @@ namespace pixcon_cuda {
 /* dl_a/ds for the anchor on `side` against one other row, s the pair's similarity. */
 template <class Acc>
 __device__ __forceinline__ Acc slope(bool pair, bool pos, bool neg, Acc s, const Side<Acc> &side) {
-  const Acc e = px_exp2(s * (Acc)kLog2e - side.stat2);
+  /* s <= stat in exact arithmetic; clamp what rounding puts above (a weight is at most 1) */
+  const Acc x2 = s * (Acc)kLog2e - side.stat2;
+  const Acc e = px_exp2(x2 > 0 ? (Acc)0 : x2);
   if (!pair) return (pos || neg ? e : (Acc)0) - (pos ? side.invp : (Acc)0);
   Acc v = neg ? side.w * e : (Acc)0;
   if (pos && side.stat != neg_inf<Acc>()) v -= side.invp * sigmoid(side.stat - s);
