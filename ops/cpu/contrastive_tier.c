@@ -93,16 +93,18 @@ static void pack_row(tier_ctx *c, int64_t prow, int64_t r) {
   const pixcon_loss_params *p = c->p;
   REAL *zf = c->zf + prow * c->l.dim_pad;
   double inv_t = 1.0 / p->temperature;
+  unsigned roles =
+      r >= 0 ? pixcon_row_roles(p->labels[r], p->ignore_index, p->anchor_mask, p->contrast_mask, r) : 0;
+  /* a row with no role enters nothing; packed as zeros, a NaN in it cannot reach the gradients
+   * of its bag through a zero weight (0 x NaN) */
   for (int64_t d = 0; d < c->l.dim_pad; ++d) {
-    double z = (r >= 0 && d < p->dim)
+    double z = (roles && d < p->dim)
                    ? pixcon_load_elem(p->embeddings, p->dtype, r * p->row_stride + d * p->col_stride)
                    : 0.0;
     zf[d] = (REAL)(z * inv_t);
     *panel_elem(c, prow, d) = (REAL)z;
   }
   REAL **rows = c->rows.r;
-  unsigned roles =
-      r >= 0 ? pixcon_row_roles(p->labels[r], p->ignore_index, p->anchor_mask, p->contrast_mask, r) : 0;
   int32_t code = r >= 0 ? c->label_codes[r] : -1;
   rows[ROW_ANCHOR_CODE][prow] = roles & PIXCON_ROLE_ANCHOR ? (REAL)code : (REAL)-1;
   rows[ROW_CONTRAST_CODE][prow] = roles & PIXCON_ROLE_CONTRAST ? (REAL)code : (REAL)-2;

@@ -1,6 +1,7 @@
 /* The two small kernels before each fused pass, both reading only device memory:
  *   pack_kernel: the caller's strided embeddings into a dense [N, Dp] copy in the path's element type
- *     (zero columns D .. Dp), and each row's roles (anchor, contrast); checks the labels;
+ *     (zero columns D .. Dp, zero rows without a role), and each row's roles (anchor, contrast);
+ *     checks the labels;
  *   plan_kernel: checks the bag offsets and writes the device work list: tile_start[b], the first
  *     (bag, row tile) item of bag b, and tile_start[B], the number of items.
  * A bad label or bad offsets trigger a device-side assertion (the host learns of it at its next
@@ -27,7 +28,9 @@ template <Path P> __global__ void __launch_bounds__(kPackThreads) pack_kernel(Fu
   const int64_t step = (int64_t)gridDim.x * kPackThreads, total = a.n * a.dp;
   for (int64_t k = (int64_t)blockIdx.x * kPackThreads + threadIdx.x; k < total; k += step) {
     const int64_t r = k / a.dp, d = k - r * a.dp;
-    zs[k] = d < a.dim ? K::pack(a.z, r * a.row_stride + d * a.col_stride) : (typename K::Elem)0;
+    /* a row with no role is packed as zeros: a NaN in it cannot reach its bag through 0 x NaN */
+    const bool used = pixcon_row_roles(a.labels[r], a.ignore_index, a.anchor_mask, a.contrast_mask, r) != 0;
+    zs[k] = d < a.dim && used ? K::pack(a.z, r * a.row_stride + d * a.col_stride) : (typename K::Elem)0;
   }
   for (int64_t r = (int64_t)blockIdx.x * kPackThreads + threadIdx.x; r < a.n; r += step) {
     const int64_t y = a.labels[r];
