@@ -9,7 +9,8 @@ from torch import Tensor, nn
 from .bags import Bags
 from .distributed import gather_bags
 from .memory_bank import PixelMemoryBank
-from .options import Denominator, HasLossOptions, LossOptions, Reduction, check_positive, check_reduction
+from .options import (Denominator, HasLossOptions, LossOptions, Reduction, check_positive, check_reduction,
+                      check_size)
 from .reduction import reduce_bags
 from .rows import check_maps, pixel_rows
 from .sampling import PixelSampler
@@ -83,7 +84,7 @@ class PixelContrastiveLoss(HasLossOptions, nn.Module):
             check_positive(owner, "base_temperature", base_temperature)
         self.variant = variant
         self.normalize = bool(normalize)
-        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.size = check_size(owner, size)
         self.reduction = reduction
         self.base_temperature = base_temperature
         self.sampler = None if sampler is None else PixelSampler.from_config(sampler)
