@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .bags import Bags
-from .options import Denominator, HasLossOptions, LossOptions, Reduction, check_reduction
+from .options import Denominator, HasLossOptions, LossOptions, Reduction, check_reduction, check_size
 from .reduction import reduce_bags
 from .rows import check_maps, pixel_rows
 
@@ -80,7 +80,7 @@ class CrossImageContrastiveLoss(HasLossOptions, nn.Module):
             raise ValueError(f'CrossImageContrastiveLoss: permutation must be "shift", "random" or B indices, '
                              f"got {permutation!r}")
         self.normalize = bool(normalize)
-        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.size = check_size("CrossImageContrastiveLoss", size)
         self.reduction = reduction
         self.permutation = permutation
 
@@ -101,8 +101,11 @@ class CrossImageContrastiveLoss(HasLossOptions, nn.Module):
         rows_a, y_a = self._rows(embeddings_a, labels_a, "a")
         rows_b, y_b = self._rows(embeddings_b, labels_b, "b")
         batch, pixels_a, dim = rows_a.shape
+        if rows_b.device != rows_a.device:
+            raise ValueError(f"CrossImageContrastiveLoss: embeddings_b is on {rows_b.device} but embeddings_a is on "
+                             f"{rows_a.device}; both views must be on the same device")
         if rows_b.shape[0] != batch or rows_b.shape[2] != dim:
-            raise ValueError(f"CrossImageContrastiveLoss: view b must have the batch size and D of view a "
+            raise ValueError(f"CrossImageContrastiveLoss: embeddings_b must have the batch size and D of embeddings_a "
                              f"({batch}, {dim}), got {rows_b.shape[0]} and {rows_b.shape[2]}")
         pixels_b = rows_b.shape[1]
         partner = partner_permutation(batch, self.permutation if permutation is None else permutation,

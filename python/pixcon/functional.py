@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import numbers
+import operator
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -20,10 +22,31 @@ def _as_offsets(bag_offsets: Tensor | Sequence[int] | None, embeddings: Tensor) 
         n = embeddings.shape[0] if embeddings.dim() > 0 else 0
         return torch.arange(2, dtype=torch.int64, device=embeddings.device) * n
     try:
-        return torch.as_tensor(list(bag_offsets), dtype=torch.int64, device=embeddings.device)
+        # operator.index, not int(): an offset of 2.5 is an error, not silently offset 2
+        offsets = [operator.index(offset) for offset in bag_offsets]
+        return torch.as_tensor(offsets, dtype=torch.int64, device=embeddings.device)
     except (TypeError, ValueError, RuntimeError) as error:
         raise TypeError("pixcon.contrastive_loss: bag_offsets must be an int64 tensor, a sequence of ints "
                         f"or None, got {bag_offsets!r}") from error
+
+
+def _check_arguments(tensors: dict[str, Any], temperature: Any, ignore_index: Any, denominator: Any,
+                     self_positive: Any) -> None:
+    """A TypeError naming the argument for a value of the wrong Python type. The op's own schema
+    error names no argument the way the others do (and a None tensor reaches torch's C API), and
+    float() / int() / bool() would accept "0.1", truncate 2.5 and read "no" as True."""
+    owner = "pixcon.contrastive_loss"
+    for name, value in tensors.items():
+        if not isinstance(value, Tensor) and not (value is None and name != "labels"):
+            raise TypeError(f"{owner}: {name} must be a tensor, got {type(value).__name__}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (numbers.Real, Tensor)):
+        raise TypeError(f"{owner}: temperature must be a number, got {temperature!r}")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"{owner}: ignore_index must be an int, got {ignore_index!r}")
+    if not isinstance(denominator, str):
+        raise TypeError(f'{owner}: denominator must be "all" or "pair", got {denominator!r}')
+    if not isinstance(self_positive, (bool, numbers.Integral)):
+        raise TypeError(f"{owner}: self_positive must be a bool, got {self_positive!r}")
 
 
 @torch.compiler.assume_constant_result  # a global setting; torch.compile cannot trace its getter
@@ -80,6 +103,8 @@ def contrastive_loss(
     """
     if not isinstance(embeddings, Tensor):  # the shim sees tensors only; torch would refuse it unnamed
         raise TypeError(f"pixcon.contrastive_loss: embeddings must be a tensor, got {type(embeddings).__name__}")
+    _check_arguments({"labels": labels, "anchor_mask": anchor_mask, "contrast_mask": contrast_mask,
+                      "image_ids": image_ids}, temperature, ignore_index, denominator, self_positive)
     loss, valid, _ = _loss_op.call(
         embeddings=embeddings, labels=labels, bag_offsets=_as_offsets(bag_offsets, embeddings),
         anchor_mask=anchor_mask, contrast_mask=contrast_mask, image_ids=image_ids,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .options import check_count
+
 
 class ProjectionHead(nn.Module):
     """1x1 convolutions with ReLU between them, output unit-normalised along channels
@@ -12,8 +14,8 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_channels: int, channels: int = 256, num_layers: int = 3) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"ProjectionHead: num_layers must be >= 1, got {num_layers}")
+        for name, value in (("in_channels", in_channels), ("channels", channels), ("num_layers", num_layers)):
+            check_count("ProjectionHead", name, value)
         layers: list[nn.Module] = []
         for k in range(num_layers):
             layers.append(nn.Conv2d(in_channels if k == 0 else channels, channels, kernel_size=1))

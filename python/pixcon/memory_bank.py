@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .bags import Bags
+from .options import check_count
 
 __all__ = ["PixelMemoryBank"]
 
@@ -73,8 +75,12 @@ class PixelMemoryBank(nn.Module):
         super().__init__()
         for name, value, least in (("num_classes", num_classes, 1), ("size_per_class", size_per_class, 1),
                                    ("dim", dim, 1), ("segment_size_per_class", segment_size_per_class, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"PixelMemoryBank: {name} must be an int >= {least}, got {value!r}")
+            check_count("PixelMemoryBank", name, value, least)
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+            raise TypeError(f"PixelMemoryBank: ignore_index must be an int, got {ignore_index!r}")
+        # an integer queue would silently round every embedding it stores
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"PixelMemoryBank: dtype must be a floating-point torch.dtype, got {dtype!r}")
         self.num_classes = num_classes
         self.size_per_class = size_per_class
         self.dim = dim
@@ -105,14 +111,21 @@ class PixelMemoryBank(nn.Module):
         (integers >= 0) is required: the L2-normalised mean embedding of each (image, class)
         is enqueued in the segment queue, in ascending image id.
         """
+        for name, value in (("embeddings", embeddings), ("labels", labels), ("image_ids", image_ids)):
+            if not isinstance(value, Tensor) and not (value is None and name == "image_ids"):
+                raise TypeError(f"PixelMemoryBank.enqueue: {name} must be a tensor, got {type(value).__name__}")
+        if not embeddings.is_floating_point():
+            raise TypeError(f"PixelMemoryBank.enqueue: embeddings must be a floating-point tensor, "
+                            f"got {embeddings.dtype}")
         if embeddings.dim() != 2 or embeddings.shape[1] != self.dim:
             raise ValueError(f"PixelMemoryBank.enqueue: embeddings must be [n, {self.dim}], "
                              f"got shape {tuple(embeddings.shape)}")
         if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
             raise ValueError(f"PixelMemoryBank.enqueue: labels must be [{embeddings.shape[0]}], "
                              f"got shape {tuple(labels.shape)}")
-        if labels.is_floating_point() or labels.dtype == torch.bool:
-            raise ValueError(f"PixelMemoryBank.enqueue: labels must be an integer tensor, got {labels.dtype}")
+        for name, value in (("labels", labels), ("image_ids", image_ids)):
+            if value is not None and (value.is_floating_point() or value.dtype == torch.bool):
+                raise TypeError(f"PixelMemoryBank.enqueue: {name} must be an integer tensor, got {value.dtype}")
         if self.segment_size_per_class and image_ids is None:
             raise ValueError("PixelMemoryBank.enqueue: this bank has a segment queue, which needs image_ids [n]")
         if image_ids is not None and (image_ids.dim() != 1 or image_ids.shape[0] != embeddings.shape[0]):

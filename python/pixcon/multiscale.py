@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import numbers
+import operator
+from typing import Any, Iterable, Mapping, Sequence
 
 
 import torch
@@ -10,14 +12,23 @@ from torch import Tensor, nn
 
 from .bags import Bags
 from .heads import ProjectionHead
-from .options import Denominator, HasLossOptions, LossOptions, check_positive, check_reduction
+from .options import Denominator, HasLossOptions, LossOptions, check_count, check_positive, check_reduction
 from .reduction import reduce_bags
-from .rows import pixel_rows
+from .rows import check_maps, pixel_rows
 from .sampling import PixelSampler
 
 __all__ = ["MultiScaleContrastiveLoss", "merge_bags"]
 
 DEFAULT_SAMPLER: dict[str, Any] = {"strategy": "class_balanced"}
+
+
+def _floats(name: str, values: Any) -> list[float]:
+    """``values`` as a list of floats, or a TypeError naming ``name`` (float() would name nothing)."""
+    if not isinstance(values, (str, bytes)) and isinstance(values, Iterable):
+        values = list(values)
+        if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+            return [float(v) for v in values]
+    raise TypeError(f"MultiScaleContrastiveLoss: {name} must be a list of numbers, got {values!r}")
 
 
 def merge_bags(first: Tensor, first_offsets: Tensor, second: Tensor, second_offsets: Tensor
@@ -90,13 +101,17 @@ class MultiScaleContrastiveLoss(HasLossOptions, nn.Module):
         detach_cross_scale_contrast: bool = False,
     ) -> None:
         super().__init__()
-        in_channels = [int(c) for c in in_channels]
+        if isinstance(in_channels, (str, bytes)) or not isinstance(in_channels, Sequence):
+            raise TypeError(f"MultiScaleContrastiveLoss: in_channels must be a list of ints, got {in_channels!r}")
+        in_channels = [check_count("MultiScaleContrastiveLoss", "in_channels", c) for c in in_channels]
+        check_count("MultiScaleContrastiveLoss", "proj_channels", proj_channels)
+        check_count("MultiScaleContrastiveLoss", "proj_layers", proj_layers)
         num_scales = len(in_channels)
         if num_scales < 1:
             raise ValueError("MultiScaleContrastiveLoss: in_channels must list at least one scale")
         if weights is None:
             weights = [1.0] * num_scales
-        weights = [float(w) for w in weights]
+        weights = _floats("weights", weights)
         if len(weights) < num_scales:
             raise ValueError(f"MultiScaleContrastiveLoss: {num_scales} scales need {num_scales} weights, "
                              f"got {len(weights)}")
@@ -109,7 +124,11 @@ class MultiScaleContrastiveLoss(HasLossOptions, nn.Module):
             raise ValueError(f'MultiScaleContrastiveLoss: cross_scale_pairs must be "pissas", None or a list of '
                              f"(s, t) pairs, got {cross_scale_pairs!r}")
         else:
-            pairs = [(int(s), int(t)) for s, t in cross_scale_pairs]
+            try:
+                pairs = [(operator.index(s), operator.index(t)) for s, t in cross_scale_pairs]
+            except (TypeError, ValueError) as error:
+                raise TypeError(f'MultiScaleContrastiveLoss: cross_scale_pairs must be "pissas", None or a list of '
+                                f"(s, t) pairs of ints, got {cross_scale_pairs!r}") from error
         for s, t in pairs:
             if not (0 <= s < num_scales and 0 <= t < num_scales) or s == t:
                 raise ValueError(f"MultiScaleContrastiveLoss: cross-scale pair {(s, t)} must name two different "
@@ -117,7 +136,7 @@ class MultiScaleContrastiveLoss(HasLossOptions, nn.Module):
         self.cross_scale_pairs = pairs
         if isinstance(cross_scale_weights, (int, float)):
             cross_scale_weights = [float(cross_scale_weights)] * len(pairs)
-        self.cross_scale_weights = [float(w) for w in cross_scale_weights]
+        self.cross_scale_weights = _floats("cross_scale_weights", cross_scale_weights)
         if len(self.cross_scale_weights) != len(pairs):
             raise ValueError(f"MultiScaleContrastiveLoss: {len(pairs)} cross-scale pairs need as many "
                              f"cross_scale_weights, got {len(self.cross_scale_weights)}")
@@ -166,15 +185,18 @@ class MultiScaleContrastiveLoss(HasLossOptions, nn.Module):
                 *, return_terms: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """The weighted total; with ``return_terms`` also a dict of the unweighted terms
         ("scale{s}" and "cross{s}-{t}", detached) for logging."""
+        owner = "MultiScaleContrastiveLoss"
+        if isinstance(features, Tensor) or not isinstance(features, Sequence):
+            raise TypeError(f"{owner}: features must be a list of {self.num_scales} feature maps [B, C, h, w], "
+                            f"got {type(features).__name__}")
         if len(features) != self.num_scales:
-            raise ValueError(f"MultiScaleContrastiveLoss: expected {self.num_scales} feature maps, got {len(features)}")
-        if labels.dim() != 3 or labels.is_floating_point():
-            raise ValueError(f"MultiScaleContrastiveLoss: labels must be an integer [B, H, W] tensor, "
-                             f"got {labels.dtype} of shape {tuple(labels.shape)}")
+            raise ValueError(f"{owner}: features: expected {self.num_scales} feature maps, got {len(features)}")
         for s, f in enumerate(features):
-            if f.dim() != 4 or f.shape[0] != labels.shape[0]:
-                raise ValueError(f"MultiScaleContrastiveLoss: features[{s}] must be [B, C, h, w] with "
-                                 f"B = {labels.shape[0]}, got shape {tuple(f.shape)}")
+            check_maps(owner, f, labels, embeddings_name=f"features[{s}]")
+            channels = self.heads[s].layers[0].in_channels
+            if f.shape[1] != channels:
+                raise ValueError(f"{owner}: features[{s}] must have in_channels[{s}] = {channels} channels, "
+                                 f"got shape {tuple(f.shape)}")
         sampled = [self.scale_bags(f, labels, s, predictions) for s, f in enumerate(features)]
         total: Tensor | None = None
         terms: dict[str, Tensor] = {}

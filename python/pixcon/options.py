@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Literal, Sequence
 
 Denominator = Literal["all", "pair"]
@@ -51,6 +52,25 @@ def check_positive(owner: str, name: str, value: Any) -> None:
 def check_reduction(owner: str, reduction: str, allowed: Sequence[str] = REDUCTIONS) -> None:
     if reduction not in allowed:
         raise ValueError(f"{owner}: reduction must be one of {tuple(allowed)}, got {reduction!r}")
+
+
+def check_count(owner: str, name: str, value: Any, least: int = 1) -> int:
+    """``value``, or a TypeError unless it is an int, a ValueError unless it is >= ``least``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
+    if value < least:
+        raise ValueError(f"{owner}: {name} must be >= {least}, got {value}")
+    return int(value)
+
+
+def check_size(owner: str, size: Any) -> tuple[int, int] | None:
+    """``size`` as (h, w) of positive ints, or None; a TypeError unless it is a pair of ints, a
+    ValueError for a side < 1."""
+    if size is None:
+        return None
+    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence) or len(size) != 2:
+        raise TypeError(f"{owner}: size must be None or a pair (h, w) of ints, got {size!r}")
+    return (check_count(owner, "size", size[0]), check_count(owner, "size", size[1]))
 
 
 def _option(name: str) -> property:

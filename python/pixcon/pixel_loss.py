@@ -9,7 +9,8 @@ from torch import Tensor, nn
 from .bags import Bags
 from .distributed import gather_bags
 from .memory_bank import PixelMemoryBank
-from .options import Denominator, HasLossOptions, LossOptions, Reduction, check_positive, check_reduction
+from .options import (Denominator, HasLossOptions, LossOptions, Reduction, check_positive, check_reduction,
+                      check_size)
 from .reduction import reduce_bags
 from .rows import check_maps, pixel_rows
 from .sampling import PixelSampler
@@ -92,7 +93,7 @@ class PixelContrastiveLoss(HasLossOptions, nn.Module):
         self.variant = variant
         self.normalize = bool(normalize)
         self.align_corners = bool(align_corners)
-        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.size = check_size(owner, size)
         self.reduction = reduction
         self.base_temperature = base_temperature
         self.sampler = None if sampler is None else PixelSampler.from_config(sampler)
@@ -162,7 +163,9 @@ def _checked_block_size(owner: str, variant: str, block_size: Sequence[int] | No
         return None
     if block_size is None:
         raise ValueError(f'{owner}: variant="blocks" needs block_size=(bh, bw)')
-    if (isinstance(block_size, (str, bytes)) or not isinstance(block_size, Sequence) or len(block_size) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in block_size)):
+    if (isinstance(block_size, (str, bytes)) or not isinstance(block_size, Sequence)
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in block_size)):
+        raise TypeError(f"{owner}: block_size must be a pair of ints (bh, bw), got {block_size!r}")
+    if len(block_size) != 2 or any(v < 1 for v in block_size):
         raise ValueError(f"{owner}: block_size must be a pair of positive ints (bh, bw), got {block_size!r}")
     return (int(block_size[0]), int(block_size[1]))

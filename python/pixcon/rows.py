@@ -71,6 +71,8 @@ def check_maps(owner: str, embeddings: Tensor, labels: Tensor, *, embeddings_nam
             raise TypeError(f"{owner}: {name} must be a tensor, got {type(value).__name__}")
     if embeddings.dim() != 4:
         raise ValueError(f"{owner}: {embeddings_name} must be [B, D, H, W], got shape {tuple(embeddings.shape)}")
+    if not embeddings.is_floating_point():
+        raise TypeError(f"{owner}: {embeddings_name} must be a floating-point tensor, got {embeddings.dtype}")
     if labels.dim() != 3 or labels.shape[0] != embeddings.shape[0]:
         raise ValueError(f"{owner}: {labels_name} must be [B, H, W] with B = {embeddings.shape[0]}, "
                          f"got shape {tuple(labels.shape)}")

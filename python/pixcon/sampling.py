@@ -8,6 +8,7 @@ gives the same pixels on CPU and GPU and with any number of threads.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Literal, Mapping, Optional
 
 import torch
@@ -41,8 +42,8 @@ def _rule(strategy: str, parameters: Mapping[str, Any]) -> dict[str, int]:
             f"it takes {sorted(defaults)}")
     rule = dict(defaults)
     for name, value in parameters.items():
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"pixcon.sample_pixels: {name} must be an int, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"pixcon.sample_pixels: {name} must be an int, got {value!r}")
         rule[name] = value
     return rule
 
@@ -100,13 +101,23 @@ def sample_pixels(
         When nothing qualifies, indices is empty.
     """
     rule = _rule(strategy, rule_parameters)
-    if not isinstance(labels, Tensor) or labels.dim() != 3:
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"pixcon.sample_pixels: labels must be a tensor [B, H, W], got {type(labels).__name__}")
+    if labels.dim() != 3:
         raise ValueError("pixcon.sample_pixels: labels must be a 3-D tensor [B, H, W]")
     if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise ValueError(f"pixcon.sample_pixels: labels must be an integer tensor, got {labels.dtype}")
+        raise TypeError(f"pixcon.sample_pixels: labels must be an integer tensor, got {labels.dtype}")
+    # int() would accept "3" and truncate 1.5
+    for name, value in (("ignore_index", ignore_index), ("seed", seed), ("num_classes", num_classes)):
+        if value is None and name != "ignore_index":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"pixcon.sample_pixels: {name} must be an int, got {value!r}")
     if strategy == "hard_easy":
         if predictions is None:
             raise ValueError('pixcon.sample_pixels: strategy "hard_easy" needs predictions [B, H, W]')
+        if not isinstance(predictions, Tensor):
+            raise TypeError(f"pixcon.sample_pixels: predictions must be a tensor, got {type(predictions).__name__}")
         if predictions.shape != labels.shape:
             raise ValueError(
                 f"pixcon.sample_pixels: predictions must have the shape of labels {tuple(labels.shape)}, "
@@ -191,7 +202,7 @@ class PixelSampler:
         if isinstance(config, PixelSampler):
             return config
         if not isinstance(config, Mapping) or "strategy" not in config:
-            raise ValueError(
+            raise (ValueError if isinstance(config, Mapping) else TypeError)(
                 'pixcon: a sampler is a PixelSampler or a dict with a "strategy" key, '
                 f"got {config!r}")
         options = dict(config)

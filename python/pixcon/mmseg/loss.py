@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 from mmseg.registry import MODELS
@@ -27,6 +29,12 @@ class PixelContrastiveLoss(pixcon_nn.PixelContrastiveLoss):
 
     def __init__(self, *, loss_weight: float = 1.0, loss_name: str = "loss_contrast",
                  **options: Any) -> None:
+        if not isinstance(loss_name, str):
+            raise TypeError(f"PixelContrastiveLoss: loss_name must be a str, got {loss_name!r}")
+        if isinstance(loss_weight, bool) or not isinstance(loss_weight, numbers.Real):
+            raise TypeError(f"PixelContrastiveLoss: loss_weight must be a number, got {loss_weight!r}")
+        if not math.isfinite(loss_weight):
+            raise ValueError(f"PixelContrastiveLoss: loss_weight must be finite, got {loss_weight}")
         if not loss_name.startswith("loss_"):
             raise ValueError(
                 f"PixelContrastiveLoss: loss_name must start with 'loss_' (mmseg only "
