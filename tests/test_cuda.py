@@ -401,3 +401,22 @@ def test_cuda_auxiliary_labels_of_266256_rows_d256_k256_fit_in_o_n_d_memory():
     pixcon.auxiliary_labels(features, 256, iterations=2, restarts=1, ignore_index=-1)
     torch.cuda.synchronize()
     assert torch.cuda.max_memory_allocated() - base < 1.5 * features.numel() * 4
+
+
+@pytest.mark.parametrize("denominator", ["all", "pair"])
+def test_cuda_non_finite_values_propagate_as_on_the_cpu(denominator):
+    p = make_problem(bag_sizes=[20, 20, 20], d=8, num_classes=3, seed=3)
+    z = p.embeddings.float().clone()
+    z[25, 3] = float("nan")
+    z[45, 1] = float("inf")
+    labels = p.labels.clone()
+    labels[45] = p.ignore_index  # an ignored row changes nothing, whatever its values
+    runs = []
+    for device in ("cpu", "cuda"):
+        zd = z.to(device).requires_grad_()
+        loss, valid = pixcon.contrastive_loss(zd, labels.to(device), p.bag_offsets.to(device), denominator=denominator)
+        (grad,) = torch.autograd.grad(loss.sum(), zd)
+        runs.append((loss.cpu(), grad.cpu()))
+    (cpu_loss, cpu_grad), (gpu_loss, gpu_grad) = runs
+    assert torch.equal(cpu_loss.isnan(), gpu_loss.isnan()) and torch.equal(cpu_grad.isfinite(), gpu_grad.isfinite())
+    assert torch.isfinite(gpu_loss[40:]).all() and torch.isfinite(gpu_grad[40:]).all()
