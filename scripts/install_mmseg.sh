@@ -57,8 +57,9 @@ summary="$MMCV_DIST $MMCV_VERSION (with ops), $MMSEG_DIST $MMSEG_VERSION, $MMENG
 
 # The line's distributions at their versions, none of the other line's, and the modules import.
 # Arguments: DIST==VERSION, or DIST== for a distribution that must be absent, or a module.
+# -W ignore: importing pkg_resources warns that it is deprecated.
 installed() {
-  "$PY" - "$MMCV_DIST==$MMCV_VERSION" "$MMSEG_DIST==$MMSEG_VERSION" \
+  "$PY" -W ignore - "$MMCV_DIST==$MMCV_VERSION" "$MMSEG_DIST==$MMSEG_VERSION" \
     "$MMENGINE_DIST==$MMENGINE_VERSION" "${OTHER_DISTS[@]/%/==}" "${EXTRA_MODULES[@]}" <<'EOF'
 import importlib, sys
 from importlib.metadata import PackageNotFoundError, version
@@ -89,7 +90,8 @@ trap 'rm -rf "$work"' EXIT
 echo "torch==$torch_version" > "$work/constraints.txt"
 pip_install() { "$PY" -m pip install --quiet --constraint "$work/constraints.txt" "$@"; }
 
-"$PY" -m pip uninstall --quiet --yes "${OTHER_DISTS[@]}" 2> /dev/null || true
+# -qq: pip's warning for each of them that is not installed is expected.
+"$PY" -m pip uninstall -qq --yes "${OTHER_DISTS[@]}"
 pip_install "${EXTRA_PACKAGES[@]}" "$MMENGINE_DIST==$MMENGINE_VERSION" "$MMSEG_DIST==$MMSEG_VERSION"
 
 # The sdist's file names spell the distribution with underscores (onedl_mmcv-2.3.6.tar.gz).
