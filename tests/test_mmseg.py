@@ -1,6 +1,7 @@
-"""pixcon.mmseg against the real mmsegmentation 1.x, mmengine and mmcv (installed from PyPI by
-scripts/install_mmseg.sh): the registered loss and decode head, then mmengine's Runner on the
-configs of examples/mmseg with a small generated dataset, on the CPU.
+"""pixcon.mmseg against the real mmsegmentation 1.x, mmengine and mmcv, upstream's or the
+onedl fork's (installed from PyPI by scripts/install_mmseg.sh): the registered loss and decode
+head, then mmengine's Runner on the configs of examples/mmseg with a small generated dataset, on
+the CPU.
 
 Without the mm packages the module is skipped, except under CI (the CI variable set), where
 their absence is an error: CI installs them.
@@ -12,6 +13,7 @@ import copy
 import math
 import multiprocessing
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -44,17 +46,36 @@ CONFIG_CE = CONFIGS / "deeplabv3plus_r50-d8_pixcon-ce_4xb4-80k_ade20k-512x512.py
 CONFIG_STAGE1 = CONFIGS / "deeplabv3plus_r50-d8_pixcon-stage1_4xb4-80k_ade20k-512x512.py"
 CONFIG_STAGE2 = CONFIGS / "deeplabv3plus_r50-d8_pixcon-stage2_4xb4-80k_ade20k-512x512.py"
 
+# The two lines of mm packages scripts/install_mmseg.sh installs: for each module, its
+# distribution and version prefix. Both lines use the same import names, so only the
+# distributions tell them apart.
+MM_LINES = {
+    "upstream": {mmseg: ("mmsegmentation", "1.2."), mmcv: ("mmcv", "2.1.0"), mmengine: ("mmengine", "0.10.")},
+    "onedl": {mmseg: ("onedl-mmsegmentation", "1.4."), mmcv: ("onedl-mmcv", "2.3."),
+              mmengine: ("onedl-mmengine", "0.10.")},
+}
+
 NUM_CLASSES = 4
 SIZE = 64
 NUM_IMAGES = 8
 IGNORE = 255
 
 
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
 def test_real_mm_packages_are_imported():
-    """The integration runs against the installed libraries at the pinned versions."""
+    """The integration runs against the installed libraries of one line, at its pinned versions."""
     assert "site-packages" in mmseg.__file__ and "site-packages" in mmengine.__file__
-    assert mmseg.__version__.startswith("1.2.")
-    assert mmcv.__version__ == "2.1.0"
+    lines = [line for line, packages in MM_LINES.items() if _installed_version(packages[mmseg][0])]
+    assert len(lines) == 1, f"mmseg's distributions of more than one line, or none: {lines}"
+    for module, (distribution, prefix) in MM_LINES[lines[0]].items():
+        assert _installed_version(distribution) == module.__version__, distribution
+        assert module.__version__.startswith(prefix), (distribution, module.__version__)
     assert MODELS.get("PixelContrastiveLoss") is pixcon.mmseg.PixelContrastiveLoss
     assert MODELS.get("DepthwiseSeparableASPPContrastHead") is pixcon.mmseg.DepthwiseSeparableASPPContrastHead
 
@@ -265,7 +286,8 @@ def test_runner_contrastive_pretraining_then_cross_entropy_fine_tuning(dataset_r
     stage2.load_from = str(checkpoint)
     # mmengine 0.10.7 calls torch.load without weights_only, whose default (True since torch
     # 2.6) refuses the message hub that mmengine saves in its checkpoints: the documented
-    # switch back to full unpickling, for this trusted, self-made checkpoint.
+    # switch back to full unpickling, for this trusted, self-made checkpoint (onedl-mmengine
+    # falls back to it by itself).
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     runner2 = Runner.from_cfg(stage2)
     loaded = _StateAtStart()

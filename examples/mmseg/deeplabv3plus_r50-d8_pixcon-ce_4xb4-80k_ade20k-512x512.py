@@ -1,6 +1,10 @@
 # DeepLabV3+ (mmseg's own ADE20K config) trained with cross-entropy plus pixcon's pixel-wise
 # label-based contrastive term (Zhao et al., ICCV 2021) on the decoder features.
-_base_ = ['mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py']
+# mmseg's config is found in the installed mmseg package (under mmseg/.mim/configs, where
+# mmengine's `mmseg::` scope looks too): that scope finds the package by its distribution name,
+# mmsegmentation, and so misses the maintained fork onedl-mmsegmentation.
+_base_ = [__import__('mmseg').__path__[0]
+          + '/.mim/configs/deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py']
 
 # Registers PixelContrastiveLoss and DepthwiseSeparableASPPContrastHead in mmseg's MODELS.
 custom_imports = dict(imports=['pixcon.mmseg'], allow_failed_imports=False)

@@ -6,8 +6,9 @@
   head, trained with the contrastive term on the decoder features.
 
 Activate it in a config with ``custom_imports = dict(imports=['pixcon.mmseg'])``; the configs
-under ``examples/mmseg`` do. Needs mmsegmentation 1.2.x, mmengine and mmcv 2.1.x with its ops
-(``scripts/install_mmseg.sh`` installs them into the project's environment).
+under ``examples/mmseg`` do. Needs mmsegmentation 1.2.x with mmengine and mmcv 2.1.x, or the
+maintained fork onedl-mmsegmentation 1.4.x with onedl-mmengine and onedl-mmcv 2.3.x, mmcv with its
+ops (``scripts/install_mmseg.sh`` installs either line into the project's environment).
 """
 
 from __future__ import annotations
