@@ -58,6 +58,20 @@ def nominal_flops(n: int, d: int, bags: int = 1) -> float:
     return 6.0 * d * sum((b - a) ** 2 for a, b in zip(offs[:-1], offs[1:]))
 
 
+def kernel_flops(impl: str, n: int, d: int, bags: int = 1) -> Optional[float]:
+    """The flops pixcon's CPU kernels do for one forward + backward step, counting the multiply-adds
+    of the similarity tiles they visit (2 flops each) as if the bags were not padded to whole tiles:
+    the matrices are symmetric, so the forward computes half of S (n^2 D / 2 multiply-adds, twice
+    for "pair", whose second sweep recomputes it), the backward half of S again and both halves of
+    the weighted sum (n^2 D): 4 n^2 D flops for "all", 5 n^2 D for "pair". The exponentials and
+    the masks are not counted. None for the baselines."""
+    if impl not in PIXCON_IMPLS:
+        return None
+    per_pair = 4.0 if impl == "pixcon_all" else 5.0
+    offs = bag_offsets(n, bags)
+    return per_pair * d * sum((b - a) ** 2 for a, b in zip(offs[:-1], offs[1:]))
+
+
 def make_inputs(n: int, d: int, dtype: str, seed: int, device: str = "cpu",
                 classes: int = CLASSES):
     """Unit-norm random embeddings ``[n, d]`` (a ``requires_grad`` leaf in ``dtype``) and labels

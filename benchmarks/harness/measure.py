@@ -14,7 +14,7 @@ import gc
 import statistics
 from typing import Any, Dict, List
 
-from .cases import CLASSES, bag_offsets, make_inputs, make_step, nominal_flops
+from .cases import CLASSES, bag_offsets, kernel_flops, make_inputs, make_step, nominal_flops
 from .memory import PeakMemory, limit_address_space
 from .timing import timed_call
 
@@ -56,6 +56,21 @@ def _timed_runs(step, z, y, spec: Dict[str, Any], cuda: bool):
     return [t for t, _ in warm], times, out
 
 
+def _efficiency(spec: Dict[str, Any], seconds: float) -> Dict[str, Any]:
+    """pixcon on the CPU: the kernel's flops per second and their fraction of the multiply-add peak
+    of the same tier on the same threads, measured here, right after the timed runs."""
+    flops = kernel_flops(spec["impl"], int(spec["n"]), int(spec["dim"]), int(spec["bags"]))
+    if flops is None or spec["device"] != "cpu":
+        return {}
+    import pixcon
+    import torch
+
+    peak = pixcon.cpu_peak_gflops(torch.get_num_threads(), seconds=0.5)
+    rate = flops / seconds / 1e9
+    return {"kernel_flops": flops, "gflops_kernel": rate, "cpu_peak_gflops": peak,
+            "peak_fraction": rate / peak, "cpu_isa": pixcon.cpu_isa()}
+
+
 def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Times one configuration and measures its peak memory (call in a fresh process)."""
     import torch
@@ -76,6 +91,7 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     med = statistics.median(times)
     return {
         "status": "ok",
+        **_efficiency(spec, med),
         "median_s": med,
         "min_s": min(times),
         "times_s": times,

@@ -144,6 +144,8 @@ def _row_cells(r: Dict[str, Any]) -> List[str]:
     ok = r["status"] == "ok"
     return [r["impl"], str(r["n"]), fmt_ms(r.get("median_s")), fmt_ms(r.get("min_s")),
             fmt(r.get("runs"), "d") if ok else "-", fmt(r.get("gflops_nominal"), ".1f"),
+            fmt(r.get("gflops_kernel"), ".1f"),
+            fmt(None if r.get("peak_fraction") is None else 100 * r["peak_fraction"], ".0f"),
             fmt(None if r.get("peak_bytes") is None else r["peak_bytes"] / _MB, ".1f"),
             fmt(r.get("peak_bytes_per_n2"), ".1f"), fmt_ratio(r.get("speedup")),
             fmt_ratio(r.get("memory_ratio")), r.get("note") or ("" if ok else r["status"])]
@@ -159,7 +161,8 @@ def _stopped_text(h: Dict[str, Any]) -> str:
 def print_suite_tables(rows: Sequence[Dict[str, Any]], heads: Sequence[Dict[str, Any]],
                        machine: Dict[str, Any], threads: int) -> None:
     """One table per (device, D, variant, dtype), then the headline table."""
-    header = ["impl", "N", "median ms", "min ms", "runs", "GFLOP/s", "peak MB", "B/N^2",
+    header = ["impl", "N", "median ms", "min ms", "runs", "GFLOP/s", "kernel GFLOP/s", "% of FMA peak",
+              "peak MB", "B/N^2",
               "pixcon speed-up", "pixcon mem ratio", "note"]
     for key in sorted({combo_key(r) for r in rows}, key=combo_order):
         mine = sorted((r for r in rows if combo_key(r) == key),
