@@ -9,6 +9,7 @@
 
 #include "../common/message.h"
 #include "common.cuh"
+#include "workspace.cuh"
 #include "fused_args.cuh"
 #include "fused_backward.cuh"
 #include "fused_forward.cuh"
@@ -43,8 +44,6 @@ size_t elem_size(Path p) {
   }
 }
 
-size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
-
 struct Workspace {
   int64_t dp;
   size_t zs, roles, tile_start, total;
@@ -71,7 +70,7 @@ struct Buffers {
 
 FusedArgs fused_args(const pixcon_cuda_loss_params *q, const Workspace &w, void *workspace, const Buffers &b) {
   const pixcon_loss_params *p = &q->base;
-  char *base = (char *)(((uintptr_t)workspace + 255) & ~(uintptr_t)255);
+  char *base = aligned_base(workspace);
   FusedArgs a;
   memset(&a, 0, sizeof a);
   a.n = p->num_rows;

@@ -19,6 +19,7 @@
 #include "kmeans_state.cuh"
 #include "kmeans_update.cuh"
 #include "pixcon/kmeans_cuda.h"
+#include "workspace.cuh"
 
 namespace pixcon_cuda {
 namespace {
@@ -80,16 +81,6 @@ struct KmeansLayout {
       off_packed, off_starts, off_partial, off_sums, off_centroid, off_scalars, off_temp;
   size_t temp_bytes, total;
 };
-
-size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
-
-char *aligned_base(void *workspace) { return (char *)(((uintptr_t)workspace + 255) & ~(uintptr_t)255); }
-
-int bit_width(uint64_t x) {
-  int w = 0;
-  for (; x; x >>= 1) ++w;
-  return w;
-}
 
 pixcon_status check(const pixcon_cuda_kmeans_params *q) {
   return q ? pixcon_kmeans_params_check(&q->base, NULL, 0) : PIXCON_ERROR_INVALID_ARGUMENT;

@@ -5,6 +5,7 @@
 #include <cub/device/device_select.cuh>
 
 #include "common.cuh"
+#include "workspace.cuh"
 #include "pixcon/philox.h"
 #include "pixcon/sample_cuda.h"
 
@@ -86,16 +87,6 @@ struct SampleLayout {
   size_t off_keys[2], off_index[2], off_runs, off_selected, off_temp;
   size_t temp_bytes, total;
 };
-
-size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
-
-char *aligned_base(void *workspace) { return (char *)(((uintptr_t)workspace + 255) & ~(uintptr_t)255); }
-
-int bit_width(uint64_t x) {
-  int w = 0;
-  for (; x; x >>= 1) ++w;
-  return w;
-}
 
 /* The checks of sample.h keep G below 2^31: the group fills at most 31 bits of the key's high word,
  * leaving room for the slot above G. */

@@ -242,15 +242,7 @@ void test_errors() {
 
 int main(int argc, char **argv) {
   rng_seed(0x94d049bb133111ebull);
-  bool quick = false;
-  for (int a = 1; a < argc; ++a) {
-    if (strcmp(argv[a], "--quick") == 0) {
-      quick = true;
-    } else {
-      fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
-      return 2;
-    }
-  }
+  const bool quick = quick_option(argc, argv);
   CHECK_CUDA(cudaStreamCreate(&stream));
   int cases = 0;
   test_planted(&cases);

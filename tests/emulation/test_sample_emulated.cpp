@@ -321,15 +321,7 @@ void test_errors() {
 
 int main(int argc, char **argv) {
   rng_seed(0x853c49e6748fea9bull);
-  bool quick = false;
-  for (int a = 1; a < argc; ++a) {
-    if (strcmp(argv[a], "--quick") == 0) {
-      quick = true;
-    } else {
-      fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
-      return 2;
-    }
-  }
+  const bool quick = quick_option(argc, argv);
   CHECK_CUDA(cudaStreamCreate(&stream));
   int cases = 0;
   const int random_cases = quick ? 60 : 300;
