@@ -50,7 +50,8 @@ TIMING = ("time per Lloyd iteration (assign + update): pixcon = (time of iterati
           "the first; scikit-learn = (fit with max_iter=20 - fit with max_iter=1) / (n_iter_ - "
           "1), both fits from the same precomputed init. init: pixcon = the iterations=0 call "
           "(unit copy, init, one assignment); faiss = train time less its iterations; "
-          "scikit-learn = kmeans_plusplus (or the random rows). time.perf_counter, one run each.")
+          "scikit-learn = kmeans_plusplus (or the random rows). time.perf_counter; each time the "
+          "fastest of --repeats runs.")
 QUALITY = "mean over rows of cos(row, normalised centroid of its label), float64"
 PEAK = ("VmHWM growth over the RSS once the features exist, after malloc_trim and a peak "
         "reset; a fresh process per (method, D, K); the features are not counted")
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Lloyd iterations, >= 2 (default: %(default)s)")
     p.add_argument("--methods", type=_parse_methods, default=list(METHODS),
                    help="comma-separated subset of %(default)s")
+    p.add_argument("--repeats", type=int, default=ps.KMEANS_REPEATS,
+                   help="timed runs of each method; every time reported is the fastest run "
+                   "(default: %(default)s)")
     p.add_argument("--init", choices=INITS, default="k-means++",
                    help="initialisation of every method (default: %(default)s)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
@@ -160,7 +164,7 @@ def run_grid(cfg: Dict[str, Any], missing: Dict[str, Optional[str]],
             spec = {"kind": "kmeans", "method": method, "dim": dim, "k": k,
                     "images": cfg["images"], "side": cfg["side"],
                     "iterations": cfg["iterations"], "init": cfg["init"], "seed": cfg["seed"],
-                    "threads": cfg["threads"]}
+                    "threads": cfg["threads"], "repeats": cfg["repeats"]}
             res = (run_forked if fork else run_subprocess)(spec, cfg["timeout_s"])
             row.update(res, status=res.get("status", "error"), loadavg=loadavg())
         rows.append(row)
@@ -246,7 +250,8 @@ def markdown(report: Dict[str, Any]) -> str:
     out = ["# k-means: pixcon against faiss-cpu and scikit-learn", "",
            f"`{report['command']}`", "",
            f"N = {cfg['n']} rows ({cfg['images']} images of {cfg['side']} x {cfg['side']}), "
-           f"{cfg['iterations']} Lloyd iterations, init {cfg['init']}, one run, seed "
+           f"{cfg['iterations']} Lloyd iterations, init {cfg['init']}, fastest of "
+           f"{cfg['repeats']} run(s), seed "
            f"{cfg['seed']}; features: {cfg['features']}; their size, not counted in the peaks: "
            + ", ".join(f"{mb:.0f} MB at D = {d}" for d, mb in cfg["features_mb_by_dim"].items())
            + ".",
@@ -273,11 +278,13 @@ def config(args, parser: argparse.ArgumentParser) -> Dict[str, Any]:
     cfg = {"preset": preset.name, "images": args.images or preset.images,
            "side": args.side or preset.side, "dims": args.dims or list(preset.dims),
            "ks": args.ks or list(preset.ks), "iterations": args.iterations,
+           "repeats": args.repeats,
            "methods": args.methods, "init": args.init, "threads": args.threads,
            "seed": args.seed, "timeout_s": args.timeout,
            "out_dir": preset.out_dir if args.out_dir is None else args.out_dir}
-    if cfg["iterations"] < 2 or cfg["threads"] < 1 or cfg["images"] < 1 or cfg["side"] < 1:
-        parser.error("--iterations must be >= 2; --threads, --images, --side >= 1")
+    if cfg["iterations"] < 2 or min(cfg["threads"], cfg["repeats"], cfg["images"],
+                                     cfg["side"]) < 1:
+        parser.error("--iterations must be >= 2; --threads, --repeats, --images, --side >= 1")
     cfg["n"] = cfg["images"] * cfg["side"] ** 2
     if max(cfg["ks"]) > cfg["n"]:
         parser.error(f"K up to {max(cfg['ks'])} needs at least as many rows (N = {cfg['n']})")

@@ -37,7 +37,9 @@ restarts):
   difference / (``n_iter_`` - 1), which leaves out its input checks, centring copy and final
   assignment. It stops early when no label changes (``n_iter_`` < ``iterations``).
 
-A method that converged after one iteration has no time per iteration (None).
+With ``repeats`` > 1 each timed quantity is the fastest of that many runs (the runs of a
+difference alternate, so that a slow spell of a shared machine hits both alike). A method that
+converged after one iteration has no time per iteration (None).
 
 Quality (:func:`mean_cosine`), the same for all: the mean over rows of the cosine between the
 row and the normalised centroid of its label.
@@ -67,6 +69,7 @@ NOISE = 1.0
 FAISS_SAMPLE_PER_CENTROID = 256
 
 Result = Dict[str, Any]
+Hook = Callable[[], None]
 
 
 def make_features(images: int, side: int, dim: int, seed: int):
@@ -102,38 +105,57 @@ def mean_cosine(x, labels, centroids) -> float:
     return total / x.shape[0]
 
 
-def _pixcon(x, k: int, iterations: int, init: str, seed: int) -> Result:
+def _pixcon(x, k: int, iterations: int, init: str, seed: int, repeats: int,
+            first_done: Hook) -> Result:
     import pixcon
 
     def run(its: int):
         return pixcon.auxiliary_labels(x, k, iterations=its, restarts=1, outlier_fraction=0.0,
                                        seed=seed, init=init)
 
-    t0, _ = timed_call(lambda: run(0), False)
-    t, (labels, centroids) = timed_call(lambda: run(iterations), False)
-    return {"init_s": t0, "per_iter_s": (t - t0) / iterations, "total_s": t,
-            "n_iter": iterations, "labels": labels, "centroids": centroids}
+    short, full = [], []
+    for r in range(repeats):  # alternated, so that a slow spell of the machine hits both alike
+        short.append(timed_call(lambda: run(0), False)[0])
+        t, (labels, centroids) = timed_call(lambda: run(iterations), False)
+        full.append(t)
+        if r == 0:
+            first_done()
+    return {"init_s": min(short), "per_iter_s": (min(full) - min(short)) / iterations,
+            "total_s": min(full), "n_iter": iterations,
+            "raw_s": {"iterations=0": short, f"iterations={iterations}": full},
+            "labels": labels, "centroids": centroids}
 
 
-def _faiss(x, k: int, iterations: int, init: str, seed: int, sampled: bool) -> Result:
+def _faiss(x, k: int, iterations: int, init: str, seed: int, repeats: int, first_done: Hook,
+           sampled: bool) -> Result:
     import faiss
 
     per_centroid = FAISS_SAMPLE_PER_CENTROID if sampled else x.shape[0]
     method = (faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS if init == "k-means++"
               else faiss.ClusteringInitMethod_RANDOM)
-    km = faiss.Kmeans(x.shape[1], k, niter=iterations, nredo=1, spherical=True, seed=seed,
-                      max_points_per_centroid=per_centroid, init_method=method, verbose=False)
-    t, _ = timed_call(lambda: km.train(x), False)
-    stamps = [s["time"] for s in km.iteration_stats]
-    per_iter = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else None
+    trains, per_iters, inits = [], [], []
+    for r in range(repeats):
+        km = faiss.Kmeans(x.shape[1], k, niter=iterations, nredo=1, spherical=True, seed=seed,
+                          max_points_per_centroid=per_centroid, init_method=method,
+                          verbose=False)
+        t, _ = timed_call(lambda: km.train(x), False)
+        stamps = [s["time"] for s in km.iteration_stats]
+        trains.append(t)
+        if len(stamps) > 1:
+            per_iters.append((stamps[-1] - stamps[0]) / (len(stamps) - 1))
+            inits.append(t - per_iters[-1] * len(stamps))
+        if r == 0:
+            first_done()
     _, labels = km.assign(x)
-    return {"init_s": None if per_iter is None else t - per_iter * len(stamps),
-            "per_iter_s": per_iter, "total_s": t,
-            "n_iter": len(stamps), "trained_rows": min(x.shape[0], per_centroid * k),
+    return {"init_s": min(inits, default=None), "per_iter_s": min(per_iters, default=None),
+            "total_s": min(trains), "n_iter": len(stamps),
+            "trained_rows": min(x.shape[0], per_centroid * k),
+            "raw_s": {"train": trains, "per_iteration": per_iters},
             "labels": labels, "centroids": km.centroids}
 
 
-def _sklearn(x, k: int, iterations: int, init: str, seed: int) -> Result:
+def _sklearn(x, k: int, iterations: int, init: str, seed: int, repeats: int,
+             first_done: Hook) -> Result:
     import numpy as np
     from sklearn.cluster import KMeans, kmeans_plusplus
 
@@ -142,29 +164,38 @@ def _sklearn(x, k: int, iterations: int, init: str, seed: int) -> Result:
             return kmeans_plusplus(x, k, random_state=seed)[0]
         return x[np.random.default_rng(seed).choice(x.shape[0], k, replace=False)]
 
-    t_init, centres = timed_call(initial_centres, False)
-
     def fit(max_iter: int):
         return KMeans(n_clusters=k, init=centres, n_init=1, max_iter=max_iter, tol=0.0,
                       algorithm="lloyd", random_state=seed).fit(x)
 
-    t1, _ = timed_call(lambda: fit(1), False)
-    t, km = timed_call(lambda: fit(iterations), False)
+    inits, ones, fulls = [], [], []
+    for r in range(repeats):
+        t_init, centres = timed_call(initial_centres, False)
+        inits.append(t_init)
+        ones.append(timed_call(lambda: fit(1), False)[0])
+        t, km = timed_call(lambda: fit(iterations), False)
+        fulls.append(t)
+        if r == 0:
+            first_done()
     n_iter = int(km.n_iter_)
-    per_iter = (t - t1) / (n_iter - 1) if n_iter > 1 else None
-    return {"init_s": t_init, "per_iter_s": per_iter, "total_s": t_init + t, "n_iter": n_iter,
+    per_iter = (min(fulls) - min(ones)) / (n_iter - 1) if n_iter > 1 else None
+    return {"init_s": min(inits), "per_iter_s": per_iter, "total_s": min(inits) + min(fulls),
+            "n_iter": n_iter,
+            "raw_s": {"init": inits, "max_iter=1": ones, f"max_iter={iterations}": fulls},
             "labels": km.labels_, "centroids": km.cluster_centers_}
 
 
 def runner(method: str) -> Callable[..., Result]:
-    """``run(x, k, iterations, init, seed)`` of ``method``: its times (``init_s``,
-    ``per_iter_s``, ``total_s``), the iterations it ran (``n_iter``), ``labels`` and
-    ``centroids``. ``x`` is a float32 tensor for pixcon, its numpy view for the others."""
+    """``run(x, k, iterations, init, seed, repeats, first_done)`` of ``method``: its times
+    (``init_s``, ``per_iter_s``, ``total_s``: each the fastest of ``repeats`` runs; every run's
+    in ``raw_s``), the iterations it ran (``n_iter``), ``labels`` and ``centroids`` (of its last
+    run; every run is the same computation). ``first_done()`` is called once the first run
+    (all its timed calls) is over, so that the peak memory can be read for one run. ``x`` is a
+    float32 tensor for pixcon, its numpy view for the others."""
     if method == "pixcon":
         return _pixcon
     if method in ("faiss", "faiss_sampled"):
-        return lambda x, k, its, init, seed: _faiss(x, k, its, init, seed,
-                                                    method == "faiss_sampled")
+        return lambda *args: _faiss(*args, sampled=method == "faiss_sampled")
     if method == "sklearn":
         return _sklearn
     raise ValueError(f"unknown k-means method {method!r}")

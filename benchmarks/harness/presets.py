@@ -107,5 +107,7 @@ KMEANS_PRESETS = {p.name: p for p in (
     KMeansPreset("quick", images=16, side=33, dims=(128,), ks=(16, 64), out_dir=RESULTS_DIR),
 )}
 KMEANS_ITERATIONS = 20
+#: timed runs of each method per (D, K): on a busy shared machine the fastest of two is steadier
+KMEANS_REPEATS = 2
 #: seconds per (method, D, K) process; a longer one is killed and recorded as "timeout"
 KMEANS_TIMEOUT = 1800.0
