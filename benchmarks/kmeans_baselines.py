@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 # torch is imported only after main has set OMP_WAIT_POLICY, which OpenMP reads when it loads
 from harness import presets as ps
@@ -122,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=None, metavar="DIR",
                    help=f"JSON, markdown and PNG go here (default: {ps.MEASURED_DIR}; --quick: "
                    f"{ps.RESULTS_DIR})")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the ok rows of the JSON already in --out-dir (written after "
+                   "every row, so a stopped run keeps them) when they were measured with the "
+                   "same images, side, iterations, init, seed, threads and repeats")
     p.add_argument("--no-plot", action="store_true", help="no PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -148,19 +153,42 @@ def _versions() -> Dict[str, Optional[str]]:
     return out
 
 
-def run_grid(cfg: Dict[str, Any], missing: Dict[str, Optional[str]],
-             progress: bool) -> List[Dict[str, Any]]:
-    """Every (D, K, method) row, each measured in its own process (or the reason it was not)."""
+#: what a row's measurement depends on besides (D, K, method): a row of an earlier JSON is
+#: reused by --resume only when these match
+_SAME_RUN = ("images", "side", "iterations", "init", "seed", "threads", "repeats")
+
+
+def reusable_rows(path: str, cfg: Dict[str, Any]) -> Dict[Tuple[int, int, str], Dict[str, Any]]:
+    """The ok rows of the report at ``path`` (complete or not) measured with ``cfg``'s
+    settings, by (D, K, method); none when the file is missing or its settings differ."""
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if any(old.get("config", {}).get(key) != cfg[key] for key in _SAME_RUN):
+        return {}
+    return {(r["dim"], r["k"], r["method"]): dict(r, reused_from=old.get("timestamp"))
+            for r in old.get("rows", []) if r.get("status") == "ok"}
+
+
+def run_grid(cfg: Dict[str, Any], missing: Dict[str, Optional[str]], progress: bool,
+             done: Dict[Tuple[int, int, str], Dict[str, Any]],
+             save: Callable[[List[Dict[str, Any]]], None]) -> List[Dict[str, Any]]:
+    """Every (D, K, method) row, each measured in its own process (or the reason it was not;
+    or taken from ``done``); ``save(rows)`` after each, so that a stopped run keeps them."""
     configs = [(d, k, m) for d in cfg["dims"] for k in cfg["ks"] for m in cfg["methods"]]
     bar = progress_bar(len(configs), "k-means", "row", progress)
     fork = cfg["isolation"] == "fork"
-    rows = []
+    rows: List[Dict[str, Any]] = []
     for dim, k, method in configs:
         if bar is not None:
             bar.set_postfix_str(f"D={dim} K={k} {method}")
         row: Dict[str, Any] = {"dim": dim, "k": k, "method": method, "status": "not_run",
                                "note": missing[method]}
-        if missing[method] is None:
+        if (dim, k, method) in done:
+            row = done[(dim, k, method)]
+        elif missing[method] is None:
             spec = {"kind": "kmeans", "method": method, "dim": dim, "k": k,
                     "images": cfg["images"], "side": cfg["side"],
                     "iterations": cfg["iterations"], "init": cfg["init"], "seed": cfg["seed"],
@@ -168,6 +196,7 @@ def run_grid(cfg: Dict[str, Any], missing: Dict[str, Optional[str]],
             res = (run_forked if fork else run_subprocess)(spec, cfg["timeout_s"])
             row.update(res, status=res.get("status", "error"), loadavg=loadavg())
         rows.append(row)
+        save(rows)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -308,21 +337,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     missing = _available(cfg["methods"])
     cfg.update(_versions(), timing=TIMING, quality=QUALITY, peak_memory=PEAK)
     machine = machine_info(["cpu"])
-    t0 = time.perf_counter()
-    rows = run_grid(cfg, missing, not args.no_progress)
-    machine["loadavg_end"] = loadavg()
     command = " ".join(["python", "benchmarks/kmeans_baselines.py"]
                        + list(sys.argv[1:] if argv is None else argv))
-    report = {"benchmark": "kmeans_baselines", "command": command,
-              "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "wall_s": round(time.perf_counter() - t0, 1), "machine": machine, "config": cfg,
-              "rows": rows, "tables": tables(rows, cfg["methods"])}
+    json_path = os.path.join(cfg["out_dir"], f"{STEM}.json") if cfg["out_dir"] else ""
+    t0 = time.perf_counter()
+
+    def report_of(rows: List[Dict[str, Any]], complete: bool) -> Dict[str, Any]:
+        return {"benchmark": "kmeans_baselines", "command": command, "complete": complete,
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "wall_s": round(time.perf_counter() - t0, 1), "machine": machine,
+                "config": cfg, "rows": rows, "tables": tables(rows, cfg["methods"])}
+
+    def save(rows: List[Dict[str, Any]]) -> None:
+        if json_path:
+            write_json(json_path, report_of(rows, False))
+
+    done = reusable_rows(json_path, cfg) if args.resume and json_path else {}
+    rows = run_grid(cfg, missing, not args.no_progress, done, save)
+    machine["loadavg_end"] = loadavg()
+    report = report_of(rows, True)
     title = (f"k-means, N={cfg['n']}, {cfg['iterations']} iterations, {cfg['init']} | "
              f"{machine.get('cpu_model')}, {cfg['threads']} threads")
     print()
     print_rows(rows, title)
-    if cfg["out_dir"]:
-        json_path = os.path.join(cfg["out_dir"], f"{STEM}.json")
+    if json_path:
         write_json(json_path, report)
         md_path = os.path.join(cfg["out_dir"], f"{STEM}.md")
         with open(md_path, "w") as f:
