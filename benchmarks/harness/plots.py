@@ -201,8 +201,6 @@ def plot_kmeans(rows: Sequence[Dict[str, Any]], methods: Sequence[str],
         ax.set_xticks(ks)
         ax.xaxis.set_major_formatter(plain)
         ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
-        ax.tick_params(axis="y", which="minor", labelsize=7)
         ax.grid(True, which="both", alpha=0.3)
         ax.set_xlabel("K (clusters)")
         ax.set_title(f"D = {dim}", fontsize=10)
