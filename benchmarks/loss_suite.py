@@ -48,6 +48,7 @@ from harness.gpu_model import GPU_SPECS, model_markdown
 from harness.machine import loadavg, machine_info, proc_field_bytes, resolve_devices
 from harness.report import (add_ratios, headline, print_checks, print_suite_tables,
                             write_json)
+from harness.runner import set_omp_wait_policy
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _GB = 1024.0 ** 3
@@ -267,18 +268,6 @@ def gpu_grid_main(args, parser: argparse.ArgumentParser, command: str) -> int:
                              command=command)
 
 
-def _set_omp_wait_policy(choice: str) -> str:
-    """Sets OMP_WAIT_POLICY for this process and its children (libgomp reads it when torch
-    loads); returns what the run used."""
-    policy = os.environ.get("OMP_WAIT_POLICY")
-    if choice == "inherit":
-        return policy
-    if "torch" in sys.modules:
-        return f"{policy} (torch was imported before; --omp-wait-policy ignored)"
-    os.environ["OMP_WAIT_POLICY"] = choice.upper()
-    return choice.upper()
-
-
 def _available_impls(impls: Sequence[str]) -> List[str]:
     """``impls`` without SupConLoss where pytorch-metric-learning is missing. Importing every
     implementation here, once, spares each forked child the import."""
@@ -361,7 +350,7 @@ def suite_main(args, parser: argparse.ArgumentParser, command: str) -> int:
     if args.quick and preset.quick:
         preset = ps.PRESETS[preset.quick]
     cfg = suite_config(args, parser, preset)
-    cfg["omp_wait_policy"] = _set_omp_wait_policy(args.omp_wait_policy)
+    cfg["omp_wait_policy"] = set_omp_wait_policy(args.omp_wait_policy)
     cfg["impls"] = _available_impls(cfg["impls"])
     import torch
 

@@ -1,9 +1,12 @@
-"""The loss benchmark suite (benchmarks/loss_suite.py and its harness): a smoke run writes the
-JSON and the PNGs with rows for every implementation, the one-bag preset writes its own files,
-and the baselines compute the same loss as pixcon (float64, small N)."""
+"""The benchmarks and their harness: a smoke run of the loss suite (benchmarks/loss_suite.py)
+writes the JSON and the PNGs with rows for every implementation, the one-bag preset writes its
+own files, and the baselines compute the same loss as pixcon (float64, small N); the k-means
+benchmark (benchmarks/kmeans_baselines.py) draws its features and scores every method the same
+way, and its quick run writes its JSON, markdown and plot."""
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +123,57 @@ def test_one_bag_preset_writes_its_own_json_and_plots(tmp_path):
     assert [h["baseline"] for h in report["headline"]] == ["reference"]
     assert (tmp_path / "loss_one_bag_cpu_D256_single_float32.png").is_file()
     assert not (tmp_path / "sampling_throughput_cpu.json").exists()
+
+
+def test_kmeans_features_are_unit_rows_drawn_the_same_way_every_time():
+    from harness import kmeans_cases
+
+    x = kmeans_cases.make_features(2, 9, 16, seed=4)
+    assert x.shape == (2 * 9 * 9, 16) and x.dtype == torch.float32
+    assert torch.allclose(x.norm(dim=1), torch.ones(x.shape[0]), atol=1e-6)
+    assert torch.equal(x, kmeans_cases.make_features(2, 9, 16, seed=4))
+    assert not torch.equal(x, kmeans_cases.make_features(2, 9, 16, seed=5))
+
+
+def test_kmeans_mean_cosine_normalises_the_centroids():
+    from harness import kmeans_cases
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(70000, 5, generator=g), dim=1)
+    labels = torch.randint(0, 3, (70000,), generator=g)
+    centroids = torch.randn(3, 5, generator=g) * torch.tensor([[1.0], [7.0], [0.2]])
+    unit = torch.nn.functional.normalize(centroids.double(), dim=1)
+    want = float((x.double() * unit[labels]).sum(1).mean())
+    got = kmeans_cases.mean_cosine(x.numpy(), labels.int().numpy(), centroids.numpy())
+    assert abs(got - want) < 1e-12
+
+
+def test_kmeans_baselines_quick_writes_json_markdown_and_plot(tmp_path):
+    # the quick grid on smaller maps: every method runs in its own process and reports
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("faiss", reason="faiss-cpu is not installed (pip install faiss-cpu): "
+                        "the k-means benchmark compares against faiss.Kmeans")
+    cmd = [sys.executable, str(BENCH / "kmeans_baselines.py"), "--quick", "--side", "17",
+           "--out-dir", str(tmp_path), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    report = json.loads((tmp_path / "kmeans_baselines_cpu.json").read_text())
+    quick = presets.KMEANS_PRESETS["quick"]
+    rows = report["rows"]
+    assert sorted((r["dim"], r["k"], r["method"]) for r in rows) == sorted(
+        (d, k, m) for d in quick.dims for k in quick.ks for m in ("pixcon", "faiss",
+                                                                   "faiss_sampled", "sklearn"))
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert r["n"] == quick.images * 17 * 17 and r["per_iter_s"] is not None
+        assert 0 < r["mean_cos"] <= 1 and r["peak_bytes"] >= 0
+        assert 2 <= r["n_iter"] <= 20
+        assert r["memory_method"] == "VmHWM growth after malloc_trim + clear_refs"
+    assert all(r["n_iter"] == 20 for r in rows if r["method"] == "pixcon")
+    assert report["config"]["threads"] == os.cpu_count()
+    assert report["machine"]["loadavg_start"] is not None
+    md = (tmp_path / "kmeans_baselines_cpu.md").read_text()
+    assert "| D | K | ms/iter pixcon | ms/iter faiss |" in md
+    png = tmp_path / "kmeans_baselines_cpu.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,5 +1,6 @@
 """The benchmarks' figures (matplotlib, written as PNGs): time and peak memory against N,
-log-log, one line per implementation; the sampling benchmark's bar chart."""
+log-log, one line per implementation; the sampling benchmark's bar chart; the k-means
+benchmark's time per iteration against K."""
 
 from __future__ import annotations
 
@@ -162,4 +163,51 @@ def plot_sampling(rows: Sequence[Dict[str, Any]], strategies: Sequence[str],
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+KMEANS_STYLE = {  # colour, marker, line style
+    "pixcon": ("tab:blue", "o", "-"),
+    "faiss": ("tab:green", "s", "--"),
+    "faiss_sampled": ("tab:olive", "D", ":"),
+    "sklearn": ("tab:orange", "^", "--"),
+}
+
+
+def plot_kmeans(rows: Sequence[Dict[str, Any]], methods: Sequence[str],
+                labels: Dict[str, str], path: str, title: str) -> None:
+    """Time per Lloyd iteration against K, log-log, one panel per D, one line per method (a
+    time that noise made non-positive is left out)."""
+    plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+
+    dims = sorted({r["dim"] for r in rows})
+    fig, axes = plt.subplots(1, len(dims), figsize=(5.2 * len(dims), 4.4), squeeze=False,
+                             sharey=True)
+    for ax, dim in zip(axes[0], dims):
+        for method in methods:
+            pts = sorted((r["k"], r["per_iter_s"] * 1e3) for r in rows
+                         if r["dim"] == dim and r["method"] == method and r["status"] == "ok"
+                         and (r.get("per_iter_s") or 0) > 0)
+            if pts:
+                color, marker, ls = KMEANS_STYLE[method]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, ls=ls,
+                        color=color, label=labels[method])
+        ks = sorted({r["k"] for r in rows})
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(ks)
+        ax.xaxis.set_major_formatter(plain)
+        ax.yaxis.set_major_formatter(plain)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xlabel("K (clusters)")
+        ax.set_title(f"D = {dim}", fontsize=10)
+    axes[0][0].set_ylabel("time per Lloyd iteration (ms)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,6 +1,7 @@
-"""The grids the loss benchmarks run: which N, D, variants, dtypes and implementations, and how
-many runs. The CPU presets are the full suite, ``--quick`` and the one-bag benchmark; the GPU
-grid has its own constants (``benchmarks/README.md``, "The GPU grid")."""
+"""The grids the benchmarks run. The loss: which N, D, variants, dtypes and implementations, and
+how many runs; its CPU presets are the full suite, ``--quick`` and the one-bag benchmark; the GPU
+grid has its own constants (``benchmarks/README.md``, "The GPU grid"). The k-means benchmark
+(``benchmarks/kmeans_baselines.py``): images, D and K of its full grid and of ``--quick``."""
 
 from __future__ import annotations
 
@@ -83,3 +84,30 @@ GPU_GRID_DIMS = (128, 256)
 GPU_GRID_IMPLS = ("reference", "supcon", "pixcon_all")
 GPU_REPEATS, GPU_TIME_BUDGET, GPU_LONG_STEP, GPU_ROW_TIMEOUT = 5, 5.0, 2.0, 60.0
 GPU_BUDGET_S = 900.0
+
+# the k-means benchmark: pixcon.auxiliary_labels against faiss and scikit-learn
+
+
+@dataclass(frozen=True)
+class KMeansPreset:
+    """A k-means grid: every (D, K) on ``images`` feature maps of ``side`` x ``side`` pixels."""
+
+    name: str
+    images: int
+    side: int
+    dims: Tuple[int, ...]
+    ks: Tuple[int, ...]
+    out_dir: str
+
+
+KMEANS_PRESETS = {p.name: p for p in (
+    # N = 266 256: 16 feature maps of 129 x 129 (513 x 513 crops at output stride 4)
+    KMeansPreset("full", images=16, side=129, dims=(128, 256), ks=(16, 64, 256),
+                 out_dir=MEASURED_DIR),
+    KMeansPreset("quick", images=16, side=33, dims=(128,), ks=(16, 64), out_dir=RESULTS_DIR),
+)}
+KMEANS_ITERATIONS = 20
+#: timed runs of each method per (D, K): on a busy shared machine the fastest of two is steadier
+KMEANS_REPEATS = 2
+#: seconds per (method, D, K) process; a longer one is killed and recorded as "timeout"
+KMEANS_TIMEOUT = 1800.0

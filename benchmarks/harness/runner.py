@@ -44,6 +44,19 @@ def worker_env() -> Dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
 
 
+def set_omp_wait_policy(choice: str) -> Optional[str]:
+    """Sets OMP_WAIT_POLICY ("passive" or "active") for this process and the measuring ones
+    (an OpenMP runtime reads it when it loads, so before torch is imported); "inherit" leaves
+    the environment as it is. Returns what the run used."""
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    if choice == "inherit":
+        return policy
+    if "torch" in sys.modules:
+        return f"{policy} (torch was imported before; --omp-wait-policy ignored)"
+    os.environ["OMP_WAIT_POLICY"] = choice.upper()
+    return choice.upper()
+
+
 def _last_line(text: str) -> str:
     lines = [l for l in text.strip().splitlines() if l.strip()]
     return lines[-1].strip()[:200] if lines else ""

@@ -1,7 +1,8 @@
 """The measuring process: ``python -m harness.worker SPEC`` answers one spec (JSON) and exits;
 ``python -m harness.worker --serve`` answers one spec per stdin line until stdin closes (the GPU
 grid's worker: torch, pixcon and the CUDA context load once, not per row). A fork of the driver
-calls :func:`answer` directly."""
+calls :func:`answer` directly. A spec's ``kind`` says what it asks: "checks", "device",
+"kmeans" (``kmeans_measure``), or by default one configuration of the loss (``measure``)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def _device_info() -> Dict[str, Any]:
 
 def answer(spec: Dict[str, Any]) -> Dict[str, Any]:
     """The result of ``spec``: the agreement checks (kind "checks"), the GPU's description (kind
-    "device") or one measurement; an exception becomes the result's status and note."""
+    "device"), one k-means measurement (kind "kmeans") or one measurement of the loss; an
+    exception becomes the result's status and note."""
     try:
         if spec.get("kind") == "checks":
             from .checks import run_checks
@@ -38,6 +40,10 @@ def answer(spec: Dict[str, Any]) -> Dict[str, Any]:
             return {"status": "ok", "checks": run_checks()}
         if spec.get("kind") == "device":
             return _device_info()
+        if spec.get("kind") == "kmeans":
+            from .kmeans_measure import measure_kmeans
+
+            return measure_kmeans(spec)
         from .measure import measure
 
         return measure(spec)
