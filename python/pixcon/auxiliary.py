@@ -14,18 +14,11 @@ import torch
 from torch import Tensor
 
 from ._library import call_op
+from .options import check_count
 from .sampling import _as_signed_seed
 
 Init = Literal["k-means++", "random"]
 _OWNER = "pixcon.auxiliary_labels"
-
-
-def _check_count(name: str, value: object, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{_OWNER}: {name} must be an int, got {value!r}")
-    if value < least:
-        raise ValueError(f"{_OWNER}: {name} must be >= {least}, got {value}")
-    return value
 
 
 def auxiliary_labels(
@@ -50,8 +43,9 @@ def auxiliary_labels(
     ``ignore_index``. An empty cluster takes the pixel farthest from its centroid.
 
     The n x K matrix of cosines is never stored: memory is one float32 copy of the features plus
-    O(n) integers. The same ``seed`` gives the same labels on the CPU (any thread count or
-    instruction-set tier) and on the GPU.
+    O(n) integers. The same ``seed`` gives the same labels on the CPU for any thread count or
+    instruction-set tier; the CUDA kernels perform the same operations in the same order (checked
+    bit for bit under the CPU emulation of tests/emulation).
 
     Args:
         features: [N, D] rows, or a feature map [B, D, H, W] (read in place, any memory format);
@@ -72,9 +66,9 @@ def auxiliary_labels(
         raise TypeError(f"{_OWNER}: features must be a tensor, got {type(features).__name__}")
     if valid_mask is not None and not isinstance(valid_mask, Tensor):
         raise TypeError(f"{_OWNER}: valid_mask must be a bool tensor or None, got {type(valid_mask).__name__}")
-    _check_count("num_clusters", num_clusters, 1)
-    _check_count("iterations", iterations, 0)
-    _check_count("restarts", restarts, 1)
+    check_count(_OWNER, "num_clusters", num_clusters, 1)
+    check_count(_OWNER, "iterations", iterations, 0)
+    check_count(_OWNER, "restarts", restarts, 1)
     if isinstance(outlier_fraction, bool) or not isinstance(outlier_fraction, (int, float)):
         raise TypeError(f"{_OWNER}: outlier_fraction must be a number, got {outlier_fraction!r}")
     if not 0 <= outlier_fraction < 1:
