@@ -6,8 +6,8 @@
  * -ffp-contract=off so that no multiply-add fuses unless it is written as fma.
  *
  * Cost per restart: (iterations + 1) assignments of n K Dp multiply-adds (kmeans_tier.c), an
- * initialisation of n Dp per centroid drawn (k-means++) or one sort of the valid rows (random),
- * and O(n Dp) per update. Memory: the workspace of pixcon_cpu_kmeans_workspace_size.
+ * initialisation of n Dp (2 + floor(ln K)) per centroid drawn (greedy k-means++) or one sort of
+ * the valid rows (random), and O(n Dp) per update. Memory: the workspace of pixcon_cpu_kmeans_workspace_size.
  */
 #include <math.h>
 #include <stdlib.h>

@@ -95,7 +95,8 @@ pixcon_status pixcon_kmeans_params_check(const pixcon_kmeans_params *p, char *me
 
 /* ---- CPU (host pointers) ---- */
 
-/* Bytes of workspace pixcon_cpu_kmeans needs: about n (4 Dp + 20) + K Dp 16 (0 when invalid). */
+/* Bytes of workspace pixcon_cpu_kmeans needs: about n (4 Dp + 29) + K Dp 16, plus 4 n
+ * pixcon_kmeans_trials(K) for k-means++ (0 when the params are invalid). */
 size_t pixcon_cpu_kmeans_workspace_size(const pixcon_kmeans_params *p);
 
 /* The whole run above: labels [n] (int64) and centroids [K, D] (float32, row-major). */
