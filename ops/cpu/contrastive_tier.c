@@ -26,6 +26,7 @@
 #include "simd.h"
 #include "tile_gemm.h"
 #include "contrastive_tiles.h"
+#include "fixed_shift_tiles.h"
 
 #define FN(name) SIMD_CAT(SIMD_CAT(name, _), PIXCON_FN_SUFFIX)
 
@@ -36,12 +37,16 @@ typedef struct tier_ctx {
   pixcon_layout l;
   REAL *zf;     /* z / temperature, row-major, padded */
   REAL *zp;     /* z in panels of NR columns */
+  REAL *za;     /* z / temperature in panels of MR rows */
   REAL *dz;     /* backward accumulator */
   REAL *tiles;  /* per thread: S and C */
   tile_rows rows;
+  pixcon_block_bounds *blocks;
   int32_t *label_codes, *image_codes;
   int64_t *bag_base, *prefix;
+  int64_t *counts; /* per bag, contrast rows per label code (the relabelling's sort scratch) */
   int64_t max_rounds;
+  int fixed_shift; /* pixcon_cpu_fixed_shift() at the call */
 } tier_ctx;
 
 static int64_t bag_size(const pixcon_loss_params *p, int64_t b) {
@@ -58,17 +63,23 @@ static pixcon_status ctx_init(tier_ctx *c, const pixcon_loss_params *p, void *wo
   char *base = (char *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
   c->zf = (REAL *)(base + c->l.off_rowmajor);
   c->zp = (REAL *)(base + c->l.off_panels);
+  c->za = (REAL *)(base + c->l.off_rowpanels);
   c->dz = (REAL *)(base + c->l.off_grad);
   c->tiles = (REAL *)(base + c->l.off_tiles);
   for (int k = 0; k < ROW_NUM_ARRAYS; ++k)
     c->rows.r[k] = (REAL *)(base + c->l.off_rows) + (int64_t)k * c->l.padded_rows;
+  for (int k = 0; k < ROWV_NUM_ARRAYS; ++k)
+    c->rows.v[k] = (REAL *)(base + c->l.off_rowvec) + (int64_t)k * c->l.padded_rows * ROWV_STRIDE;
+  c->blocks = (pixcon_block_bounds *)(base + c->l.off_blocks);
   c->label_codes = (int32_t *)(base + c->l.off_codes);
   c->image_codes = c->label_codes + p->num_rows;
   c->bag_base = (int64_t *)(base + c->l.off_bagbase);
   c->prefix = (int64_t *)(base + c->l.off_prefix);
-  pixcon_relabel(p, c->label_codes, c->image_codes, (int64_t *)(base + c->l.off_sort));
+  c->counts = (int64_t *)(base + c->l.off_sort);
+  pixcon_relabel(p, c->label_codes, c->image_codes, c->counts);
   c->bag_base[0] = 0;
   c->max_rounds = 0;
+  c->fixed_shift = pixcon_cpu_fixed_shift();
   for (int64_t b = 0; b < p->num_bags; ++b) {
     int64_t padded = padded_size(bag_size(p, b));
     c->bag_base[b + 1] = c->bag_base[b] + padded;
@@ -92,19 +103,28 @@ static REAL *panel_elem(const tier_ctx *c, int64_t prow, int64_t d) {
 static void pack_row(tier_ctx *c, int64_t prow, int64_t r) {
   const pixcon_loss_params *p = c->p;
   REAL *zf = c->zf + prow * c->l.dim_pad;
+  REAL *za = c->za + (prow / MR) * MR * c->l.dim_pad + prow % MR;
   double inv_t = 1.0 / p->temperature;
   unsigned roles =
       r >= 0 ? pixcon_row_roles(p->labels[r], p->ignore_index, p->anchor_mask, p->contrast_mask, r) : 0;
   /* a row with no role enters nothing; packed as zeros, a NaN in it cannot reach the gradients
    * of its bag through a zero weight (0 x NaN) */
+  double norm2 = 0;
   for (int64_t d = 0; d < c->l.dim_pad; ++d) {
     double z = (roles && d < p->dim)
                    ? pixcon_load_elem(p->embeddings, p->dtype, r * p->row_stride + d * p->col_stride)
                    : 0.0;
     zf[d] = (REAL)(z * inv_t);
+    za[d * MR] = zf[d];
     *panel_elem(c, prow, d) = (REAL)z;
+    norm2 += (double)(REAL)z * (double)(REAL)z;
   }
+  for (int k = 0; k < ROWV_NUM_ARRAYS; ++k) vstore(c->rows.v[k] + prow * ROWV_STRIDE, vset1(0));
   REAL **rows = c->rows.r;
+  rows[ROW_SHIFT][prow] = (REAL)(norm2 * inv_t / 2);
+  rows[ROW_FIXED][prow] = 0;
+  rows[ROW_ALPHA][prow] = 0;
+  rows[ROW_BETA][prow] = 0;
   int32_t code = r >= 0 ? c->label_codes[r] : -1;
   rows[ROW_ANCHOR_CODE][prow] = roles & PIXCON_ROLE_ANCHOR ? (REAL)code : (REAL)-1;
   rows[ROW_CONTRAST_CODE][prow] = roles & PIXCON_ROLE_CONTRAST ? (REAL)code : (REAL)-2;
@@ -125,14 +145,95 @@ static REAL self_similarity(const tier_ctx *c, int64_t prow) {
   return s;
 }
 
+/* |P(i)| without self for every anchor of bag b: its label's contrast rows, less itself. */
+static void count_positives(tier_ctx *c, int64_t b) {
+  REAL **rows = c->rows.r;
+  int64_t *counts = c->counts + c->p->bag_offsets[b];
+  int64_t n = bag_size(c->p, b);
+  for (int64_t k = 0; k < n; ++k) counts[k] = 0;
+  for (int64_t prow = c->bag_base[b]; prow < c->bag_base[b + 1]; ++prow)
+    if (rows[ROW_CONTRAST_CODE][prow] >= 0) ++counts[(int64_t)rows[ROW_CONTRAST_CODE][prow]];
+  for (int64_t prow = c->bag_base[b]; prow < c->bag_base[b + 1]; ++prow) {
+    REAL code = rows[ROW_ANCHOR_CODE][prow];
+    if (code >= 0)
+      rows[ROW_NPOS][prow] = (REAL)(counts[(int64_t)code] - (rows[ROW_CONTRAST_CODE][prow] >= 0));
+  }
+}
+
+/* The backward's fixed-shift weights of a row whose statistics load_backward_row set. */
+static void backward_weights(tier_ctx *c, int64_t prow, double bag_shift) {
+  REAL **rows = c->rows.r;
+  double g = rows[ROW_GRAD][prow];
+  if (g == 0) return;
+  double w = c->p->denominator == PIXCON_DENOMINATOR_ALL ? 1.0 : rows[ROW_SIG][prow];
+  rows[ROW_ALPHA][prow] = (REAL)(g * w * exp(rows[ROW_SHIFT][prow] + bag_shift - rows[ROW_MAX][prow]));
+  rows[ROW_BETA][prow] = (REAL)(g * rows[ROW_NPOS][prow]);
+}
+
+static int weight_in_range(REAL x) { return fabs((double)x) <= FIXED_WEIGHT_LIMIT; }
+
+/* The bounds that decide which of block k's tiles take the fixed shift (fixed_shift_tiles.h). */
+static void bound_block(tier_ctx *c, int64_t k, double bag_shift, int backward) {
+  REAL **rows = c->rows.r;
+  pixcon_block_bounds bb = {-INFINITY, INFINITY, bag_shift, IMAGE_NONE, 1};
+  int finite = 1;
+  for (int64_t prow = k * PIXCON_TILE; prow < (k + 1) * PIXCON_TILE; ++prow) {
+    double a = rows[ROW_SHIFT][prow];
+    finite &= isfinite(a) != 0;
+    if (a > bb.shift_max) bb.shift_max = a;
+    if (a < bb.shift_min) bb.shift_min = a;
+    if (rows[ROW_ANCHOR_CODE][prow] >= 0 || rows[ROW_CONTRAST_CODE][prow] >= 0) {
+      int64_t image = (int64_t)rows[ROW_IMAGE_CODE][prow];
+      bb.image = bb.image == IMAGE_NONE || bb.image == image ? image : IMAGE_MIXED;
+    }
+    if (backward && !(weight_in_range(rows[ROW_ALPHA][prow]) && weight_in_range(rows[ROW_BETA][prow])))
+      bb.backward_ok = 0;
+  }
+  if (!finite) bb.shift_max = NAN; /* fails every bound */
+  c->blocks[k] = bb;
+}
+
+/* After packing bag b (and, backward, loading its statistics): G, the weights q, |P(i)|
+ * (forward) or alpha and beta (backward), and its blocks' bounds. O(rows of the bag). */
+static void prepare_bag(tier_ctx *c, int64_t b, int backward) {
+  REAL **rows = c->rows.r;
+  int64_t begin = c->bag_base[b], end = c->bag_base[b + 1];
+  double bag_shift = 0; /* every a >= 0; a larger, NaN or infinite a fails its block's bounds */
+  for (int64_t prow = begin; prow < end; ++prow) {
+    double a = rows[ROW_SHIFT][prow];
+    if (a > bag_shift && a <= FIXED_SHIFT_CAP) bag_shift = a;
+  }
+  for (int64_t prow = begin; prow < end; ++prow)
+    rows[ROW_WEIGHT][prow] =
+        rows[ROW_CONTRAST_CODE][prow] >= 0 ? (REAL)exp(rows[ROW_SHIFT][prow] - bag_shift) : 0;
+  if (backward) {
+    for (int64_t prow = begin; prow < end; ++prow) backward_weights(c, prow, bag_shift);
+  } else {
+    count_positives(c, b);
+  }
+  for (int64_t k = begin / PIXCON_TILE; k < end / PIXCON_TILE; ++k) bound_block(c, k, bag_shift, backward);
+}
+
+#define FOR_EACH_BAG(c, b, body)                           \
+  do {                                                     \
+    _Pragma("omp for schedule(dynamic, 1)")                \
+    for (int64_t b = 0; b < (c)->p->num_bags; ++b) body;   \
+  } while (0)
+
 static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S, REAL *C) {
   int64_t dp = c->l.dim_pad;
   int diag = I0 == J0;
   int set = c->p->denominator == PIXCON_DENOMINATOR_ALL ? LSE_ALL : LSE_NEG;
-  tile_similarities(c->zf + I0 * dp, c->zp + J0 * dp, c->p->dim, dp, S);
+  const pixcon_block_bounds *bi = c->blocks + I0 / PIXCON_TILE, *bj = c->blocks + J0 / PIXCON_TILE;
+  int fixed = c->fixed_shift && !diag && tile_fixed_ok(bi, bj);
+  tile_similarities(c->za + I0 * dp, c->zp + J0 * dp, c->p->dim, dp, S);
   switch (pass) {
     case PASS_LSE_ALL:
     case PASS_LSE_NEG:
+      if (fixed) {
+        tile_fixed_lse(S, I0, J0, set, &c->rows);
+        break;
+      }
       tile_lse_rows(S, I0, J0, diag, set, &c->rows);
       if (!diag) tile_lse_cols(S, I0, J0, set, &c->rows);
       break;
@@ -141,7 +242,10 @@ static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S,
       if (!diag) tile_softplus_cols(S, I0, J0, &c->rows);
       break;
     default:
-      tile_grad_weights(S, I0, J0, diag, set, &c->rows, C);
+      if (fixed && bi->backward_ok && bj->backward_ok)
+        tile_fixed_grad_weights(S, I0, J0, set, &c->rows, C);
+      else
+        tile_grad_weights(S, I0, J0, diag, set, &c->rows, C);
       tile_accumulate(C, PIXCON_TILE, 1, c->zf + J0 * dp, dp, c->dz + I0 * dp);
       if (!diag) tile_accumulate(C, 1, PIXCON_TILE, c->zf + I0 * dp, dp, c->dz + J0 * dp);
       break;
@@ -188,6 +292,14 @@ static void finish_lse(tier_ctx *c, int64_t prow) {
   REAL **rows = c->rows.r;
   if (rows[ROW_ANCHOR_CODE][prow] < 0) return;
   double m = rows[ROW_MAX][prow], sum = rows[ROW_SUM][prow];
+  double fixed = rows[ROW_FIXED][prow] + hsum(vload(c->rows.v[ROWV_FIXED] + prow * ROWV_STRIDE));
+  rows[ROW_POS][prow] += hsum(vload(c->rows.v[ROWV_POS] + prow * ROWV_STRIDE));
+  if (fixed > 0) { /* the fixed-shift tiles' sum, at shift a_i + G */
+    double shift = rows[ROW_SHIFT][prow] + c->blocks[prow / PIXCON_TILE].bag_shift;
+    double new_max = shift > m ? shift : m;
+    sum = (m == -INFINITY ? 0.0 : sum * exp(m - new_max)) + fixed * exp(shift - new_max);
+    m = new_max;
+  }
   if (c->p->self_positive) {
     double s = self_similarity(c, prow);
     rows[ROW_NPOS][prow] += 1;
@@ -289,6 +401,7 @@ pixcon_status FN(pixcon_cpu_forward)(const pixcon_loss_params *p, void *loss, ui
 #pragma omp parallel num_threads(c->l.threads)
   {
     FOR_EACH_PADDED_ROW(c, prow, r, pack_row(c, prow, r));
+    FOR_EACH_BAG(c, b, prepare_bag(c, b, 0));
     run_rounds(c, pair ? PASS_LSE_NEG : PASS_LSE_ALL);
     FOR_EACH_PADDED_ROW(c, prow, r, { (void)r; finish_lse(c, prow); });
     if (pair) {
@@ -314,6 +427,7 @@ pixcon_status FN(pixcon_cpu_backward)(const pixcon_loss_params *p, const void *g
       pack_row(c, prow, r);
       load_backward_row(c, prow, r, grad_loss, stats);
     });
+    FOR_EACH_BAG(c, b, prepare_bag(c, b, 1));
     run_rounds(c, PASS_GRAD);
     FOR_EACH_PADDED_ROW(c, prow, r, if (r >= 0) write_backward_row(c, prow, r, grad_embeddings));
   }

@@ -3,14 +3,17 @@
  * similarities between rows I and rows J, fold it into the per-row statistics of both sides
  * (forward) or turn it into the symmetric gradient weights c_ij = g_i a_ij + g_j a_ji
  * (backward). O(TILE^2) work and exponentials per call; rows are vectorised along j.
- * Positive sums and |P(i)| ride along the same stream, so labels never need class sums.
+ * Positive sums ride along the same stream, so labels never need class sums; |P(i)| is counted
+ * per bag beforehand. This is the general path: any input, any tile; fixed_shift_tiles.h is the
+ * fast one for the off-diagonal tiles whose norms allow it.
  */
 
 /* Which columns enter the log-sum-exp: "all" uses P(i) u N(i), "pair" only N(i). */
 enum lse_set { LSE_ALL = 0, LSE_NEG = 1 };
 
 typedef struct tile_rows {
-  REAL *r[ROW_NUM_ARRAYS]; /* the per-row arrays of layout.h, indexed by padded row */
+  REAL *r[ROW_NUM_ARRAYS];  /* the per-row arrays of layout.h, indexed by padded row */
+  REAL *v[ROWV_NUM_ARRAYS]; /* the per-row vectors of layout.h, PIXCON_ROWV_BYTES per row */
 } tile_rows;
 
 static inline vreal lane_index(void) {
@@ -68,18 +71,18 @@ static inline void lse_merge(REAL *m, REAL *sum, REAL tile_sum_at_new_max, REAL 
   *m = new_max;
 }
 
-/* Rows i of I over columns J: LSE statistics, and (forward pass 1) positive sums / counts.
+/* Rows i of I over columns J: LSE statistics, and ("all") positive sums.
  * In a diagonal tile the column j == i is excluded (the self pair is added per row). */
 static void tile_lse_rows(const REAL *S, int64_t I0, int64_t J0, int diag, int set,
                           tile_rows *t) {
   const REAL *cc = t->r[ROW_CONTRAST_CODE] + J0, *ic = t->r[ROW_IMAGE_CODE] + J0;
   REAL masked[PIXCON_TILE];
-  vreal idx0 = lane_index(), neg_inf = vset1(-INFINITY), one = vset1(1), zero = vset1(0);
+  vreal idx0 = lane_index(), neg_inf = vset1(-INFINITY), zero = vset1(0);
   for (int i = 0; i < PIXCON_TILE; ++i) {
     REAL a = t->r[ROW_ANCHOR_CODE][I0 + i];
     if (a < 0) continue;
     vreal av = vset1(a), iav = vset1(t->r[ROW_IMAGE_CODE][I0 + i]);
-    vreal mx = neg_inf, psum = zero, pcnt = zero;
+    vreal mx = neg_inf, psum = zero;
     for (int j = 0; j < PIXCON_TILE; j += VLANES) {
       vreal s = vload(S + i * PIXCON_TILE + j), ccv = vload(cc + j), icv = vload(ic + j);
       vmask pos = mask_pos(av, ccv), mem = mask_lse(av, iav, ccv, icv, set);
@@ -88,10 +91,8 @@ static void tile_lse_rows(const REAL *S, int64_t I0, int64_t J0, int diag, int s
       vstore(masked + j, ms);
       mx = vmax(mx, ms);
       psum += vselect(pos, s, zero);
-      pcnt += vselect(pos, one, zero);
     }
     if (set == LSE_ALL) t->r[ROW_POS][I0 + i] += hsum(psum);
-    t->r[ROW_NPOS][I0 + i] += hsum(pcnt);
     REAL tmax = hmax(mx);
     if (tmax == -INFINITY) continue;
     REAL *m = &t->r[ROW_MAX][I0 + i];
@@ -105,22 +106,20 @@ static void tile_lse_rows(const REAL *S, int64_t I0, int64_t J0, int diag, int s
 /* Rows j of J over rows i of I (the transposed half of an off-diagonal tile), vectorised
  * along j: each lane carries its own running max and sum. */
 static void tile_lse_cols(const REAL *S, int64_t I0, int64_t J0, int set, tile_rows *t) {
-  vreal neg_inf = vset1(-INFINITY), one = vset1(1), zero = vset1(0);
+  vreal neg_inf = vset1(-INFINITY), zero = vset1(0);
   for (int j = 0; j < PIXCON_TILE; j += VLANES) {
     vreal av = vload(t->r[ROW_ANCHOR_CODE] + J0 + j), iav = vload(t->r[ROW_IMAGE_CODE] + J0 + j);
     if (hmax(av) < 0) continue;
-    vreal mx = neg_inf, psum = zero, pcnt = zero;
+    vreal mx = neg_inf, psum = zero;
     for (int i = 0; i < PIXCON_TILE; ++i) {
       vmask pos, mem;
       if (!col_masks(t, I0 + i, av, iav, set, &pos, &mem)) continue;
       vreal s = vload(S + i * PIXCON_TILE + j);
       mx = vmax(mx, vselect(mem, s, neg_inf));
       psum += vselect(pos, s, zero);
-      pcnt += vselect(pos, one, zero);
     }
     REAL *mp = t->r[ROW_MAX] + J0 + j, *sp = t->r[ROW_SUM] + J0 + j;
     if (set == LSE_ALL) vstore(t->r[ROW_POS] + J0 + j, vload(t->r[ROW_POS] + J0 + j) + psum);
-    vstore(t->r[ROW_NPOS] + J0 + j, vload(t->r[ROW_NPOS] + J0 + j) + pcnt);
     if (hmax(mx) == -INFINITY) continue;
     vreal m_old = vload(mp), m_new = vmax(m_old, mx);
     vreal acc = zero;

@@ -73,6 +73,14 @@ pixcon_status pixcon_cpu_set_isa(pixcon_isa isa) {
   return PIXCON_OK;
 }
 
+static int g_fixed_shift = 1;
+
+void pixcon_cpu_set_fixed_shift(int enabled) {
+  __atomic_store_n(&g_fixed_shift, enabled != 0, __ATOMIC_RELEASE);
+}
+
+int pixcon_cpu_fixed_shift(void) { return __atomic_load_n(&g_fixed_shift, __ATOMIC_ACQUIRE); }
+
 double pixcon_cpu_fma_peak_gflops(int num_threads, double seconds) {
   int threads = pixcon_resolve_threads(num_threads);
   switch (pixcon_cpu_isa()) {

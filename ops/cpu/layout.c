@@ -31,10 +31,16 @@ void pixcon_layout_compute(const pixcon_loss_params *p, size_t real_size, int ba
   at = align64(at + matrix);
   l.off_panels = at;
   at = align64(at + matrix);
+  l.off_rowpanels = at;
+  at = align64(at + matrix);
   l.off_grad = at;
   at = align64(at + (backward ? matrix : 0));
   l.off_rows = at;
   at = align64(at + (size_t)ROW_NUM_ARRAYS * (size_t)l.padded_rows * real_size);
+  l.off_rowvec = at;
+  at = align64(at + (size_t)ROWV_NUM_ARRAYS * (size_t)l.padded_rows * PIXCON_ROWV_BYTES);
+  l.off_blocks = at;
+  at = align64(at + (size_t)(l.padded_rows / PIXCON_TILE) * sizeof(pixcon_block_bounds));
   l.off_tiles = at;
   at = align64(at + (size_t)l.threads * 2 * PIXCON_TILE * PIXCON_TILE * real_size);
   l.off_codes = at;

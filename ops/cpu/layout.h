@@ -1,6 +1,6 @@
 /*
  * Workspace layout shared by every CPU tier: bags padded to whole tiles, embeddings packed
- * twice (row-major scaled by 1/temperature, and in column panels), per-row codes and
+ * three times (row-major and in row panels, both scaled by 1/temperature, and in column panels), per-row codes and
  * statistics, per-thread tile scratch. O(N * D + threads * TILE^2) bytes, never O(N^2).
  */
 #ifndef PIXCON_CPU_LAYOUT_H
@@ -11,7 +11,7 @@
 
 #include "pixcon/pixcon.h"
 
-/* Rows per tile: a multiple of every micro-kernel's row count (6) and panel width (4..32). */
+/* Rows per tile: a multiple of every micro-kernel's row count (6, 12) and panel width (4..32). */
 #define PIXCON_TILE 96
 /* Embedding dimension is padded with zeros to a multiple of the widest panel. */
 #define PIXCON_DIM_PAD 32
@@ -27,8 +27,26 @@ enum pixcon_row_array {
   ROW_NPOS,          /* |P(i)| */
   ROW_SIG,           /* "pair": sum of sigmoid(NL_i - s_ip) */
   ROW_GRAD,          /* backward: upstream gradient of valid anchors, else 0 */
+  ROW_SHIFT,         /* a_i = |z_i|^2 / (2 tau), the row's share of the fixed shift */
+  ROW_WEIGHT,        /* q_i = exp(a_i - G) for contrast rows, else 0 (G: the bag's largest a) */
+  ROW_FIXED,         /* fixed-shift sum of exp(s_ij - a_i - G) from the column side of tiles */
+  ROW_ALPHA,         /* backward: g_i exp(a_i + G - LSE_i) ("pair": times W_i), 0 if not valid */
+  ROW_BETA,          /* backward: g_i / |P(i)|, 0 if not valid */
   ROW_NUM_ARRAYS
 };
+
+/* Per-row vector accumulators (one vector per row, the widest tier's 64 bytes): the row side of
+ * the fixed-shift tiles adds whole vectors and reduces them once, when the row is finished. */
+enum pixcon_row_vector { ROWV_FIXED, ROWV_POS, ROWV_NUM_ARRAYS };
+#define PIXCON_ROWV_BYTES 64
+
+/* What decides whether a tile pair may take the fixed shift (see fixed_shift_tiles.h). */
+typedef struct pixcon_block_bounds {
+  double shift_max, shift_min; /* of a_i over the block's rows (NaN if one is not finite) */
+  double bag_shift;            /* G of the block's bag */
+  int64_t image;               /* the image code every row of the block shares, or -1 */
+  int backward_ok;             /* backward: every ROW_ALPHA and ROW_BETA of the block in range */
+} pixcon_block_bounds;
 
 typedef struct pixcon_layout {
   int threads;
@@ -37,8 +55,11 @@ typedef struct pixcon_layout {
   size_t real_size;
   size_t off_rowmajor;  /* padded_rows x dim_pad, z / temperature */
   size_t off_panels;    /* padded_rows x dim_pad, z in column panels */
+  size_t off_rowpanels; /* padded_rows x dim_pad, z / temperature in row panels */
   size_t off_grad;      /* padded_rows x dim_pad, backward only */
   size_t off_rows;      /* ROW_NUM_ARRAYS x padded_rows */
+  size_t off_rowvec;    /* ROWV_NUM_ARRAYS x padded_rows x PIXCON_ROWV_BYTES */
+  size_t off_blocks;    /* padded_rows / TILE pixcon_block_bounds */
   size_t off_tiles;     /* threads x 2 x TILE x TILE */
   size_t off_codes;     /* 2 x num_rows int32: label and image codes */
   size_t off_sort;      /* num_rows int64 sort scratch */

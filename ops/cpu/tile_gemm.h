@@ -2,12 +2,20 @@
  * Register-blocked tile products over the packed embeddings (included after simd.h).
  * tile_similarities: S = A B^T for a TILE x TILE tile, TILE^2 * D multiply-adds.
  * tile_accumulate:   out += C X for TILE x TILE weights and TILE x D rows, TILE^2 * D.
+ * The micro-tile is MR rows x NR = 2 vectors: MR broadcasts and 2 vector loads feed 2 MR
+ * multiply-adds. Loads cost multiply-add issue slots, so the widest tile the register file
+ * holds wins: 12 x 2 on AVX-512 (24 accumulators of 32 registers), 6 x 2 with 16 registers.
  */
+#if PIXCON_VECTOR_BYTES >= 64
+#define MR 12
+#else
 #define MR 6
+#endif
 #define NR (2 * VLANES)
 
-/* S[i][j] = sum_d A[i][d] * B[d][j], A rows stride dim_pad, B as TILE / NR panels of
- * dim_pad x NR. Each micro-tile keeps 2 * MR vector accumulators in registers. */
+/* S[i][j] = sum_d A[i][d] * B[d][j]: A in row panels of MR rows (element (i, d) at
+ * (i / MR) * MR * dim_pad + d * MR + i % MR, so one micro-tile's broadcasts are adjacent), B as
+ * TILE / NR column panels of dim_pad x NR. */
 static void tile_similarities(const REAL *restrict A, const REAL *restrict panels, int64_t dim,
                               int64_t dim_pad, REAL *restrict S) {
   for (int pj = 0; pj < PIXCON_TILE / NR; ++pj) {
@@ -19,7 +27,7 @@ static void tile_similarities(const REAL *restrict A, const REAL *restrict panel
       for (int64_t d = 0; d < dim; ++d) {
         vreal b0 = vload(B + d * NR), b1 = vload(B + d * NR + VLANES);
         for (int r = 0; r < MR; ++r) {
-          REAL ar = a[r * dim_pad + d];
+          REAL ar = a[d * MR + r];
           c0[r] += ar * b0;
           c1[r] += ar * b1;
         }

@@ -75,6 +75,24 @@ def cpu_peak_gflops(threads: int | None = None, seconds: float = 0.25) -> float:
     return float(peak(torch.get_num_threads() if threads is None else int(threads), float(seconds)))
 
 
+def cpu_fixed_shift() -> bool:
+    """Whether the CPU kernels take the fixed-shift path where the rows' norms allow it (the
+    default): one exponential per pair instead of an online log-sum-exp, same results to rounding."""
+    return bool(_lib.pixcon_cpu_fixed_shift())
+
+
+@contextlib.contextmanager
+def use_cpu_fixed_shift(enabled: bool) -> Iterator[None]:
+    """Context manager that turns the CPU kernels' fixed-shift path on or off, then restores it:
+    with it off, every tile takes the online log-sum-exp path."""
+    previous = cpu_fixed_shift()
+    _lib.pixcon_cpu_set_fixed_shift(int(bool(enabled)))
+    try:
+        yield
+    finally:
+        _lib.pixcon_cpu_set_fixed_shift(int(previous))
+
+
 @contextlib.contextmanager
 def use_cpu_isa(name: str) -> Iterator[None]:
     """Context manager that runs the CPU kernels with the given tier, then restores it."""
@@ -87,7 +105,7 @@ def use_cpu_isa(name: str) -> Iterator[None]:
 
 
 __all__ = [
-    "PixelSampler", "auxiliary_label_quality", "auxiliary_labels", "available_cpu_isas", "contrastive_loss", "cpu_isa",
+    "PixelSampler", "auxiliary_label_quality", "auxiliary_labels", "available_cpu_isas", "contrastive_loss", "cpu_fixed_shift", "cpu_isa",
     "cpu_peak_gflops", "cuda_status", "nn", "reduce_loss",
-    "reference", "sample_pixels", "set_cpu_isa", "use_cpu_isa",
+    "reference", "sample_pixels", "set_cpu_isa", "use_cpu_fixed_shift", "use_cpu_isa",
 ]

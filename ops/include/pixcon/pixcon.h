@@ -132,6 +132,14 @@ pixcon_status pixcon_cpu_set_isa(pixcon_isa isa);
  * efficiency figures are measured against, in GFLOP/s. */
 double pixcon_cpu_fma_peak_gflops(int num_threads, double seconds);
 int pixcon_cpu_isa_supported(pixcon_isa isa);
+
+/* The fixed-shift path of the CPU kernels (on by default): off-diagonal tiles whose rows' norms
+ * bound every exponent (unit rows at temperature >= 1/32 always do) take one exponential per pair
+ * and no running maximum; the rest take the online log-sum-exp path. Both agree with the float64
+ * reference to rounding; turning the fast path off shows that, or isolates a numerical question.
+ * Results stay independent of the thread count either way. */
+void pixcon_cpu_set_fixed_shift(int enabled);
+int pixcon_cpu_fixed_shift(void);
 const char *pixcon_isa_name(pixcon_isa isa);
 
 #ifdef __cplusplus
