@@ -6,7 +6,6 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "../common/convert.h"
 #include "../common/sets.h"
@@ -35,17 +34,19 @@ enum pass { PASS_LSE_ALL, PASS_LSE_NEG, PASS_SOFTPLUS, PASS_GRAD };
 typedef struct tier_ctx {
   const pixcon_loss_params *p;
   pixcon_layout l;
-  REAL *zf;     /* z / temperature, row-major, padded */
+  REAL *zf;     /* z / temperature in slices (slice_index) */
   REAL *zp;     /* z in panels of NR columns */
   REAL *za;     /* z / temperature in panels of MR rows */
-  REAL *dz;     /* backward accumulator */
+  REAL *dz;     /* backward accumulator in slices (slice_index) */
   REAL *tiles;  /* per thread: S and C */
   tile_rows rows;
   pixcon_block_bounds *blocks;
   int32_t *label_codes, *image_codes;
   int64_t *bag_base, *prefix;
   int64_t *counts; /* per bag, contrast rows per label code (the relabelling's sort scratch) */
+  int64_t *perm;   /* the original row of each padded row, -1 for padding (order_bag) */
   int64_t max_rounds;
+  int64_t block_bytes; /* what a tile pair reads of each of its blocks (schedule.h) */
   int fixed_shift; /* pixcon_cpu_fixed_shift() at the call */
 } tier_ctx;
 
@@ -54,6 +55,40 @@ static int64_t bag_size(const pixcon_loss_params *p, int64_t b) {
 }
 
 static int64_t padded_size(int64_t n) { return (n + PIXCON_TILE - 1) / PIXCON_TILE * PIXCON_TILE; }
+
+static int64_t bag_blocks(const tier_ctx *c, int64_t b) {
+  return (c->bag_base[b + 1] - c->bag_base[b]) / PIXCON_TILE;
+}
+
+static int64_t bag_group(const tier_ctx *c, int64_t b) {
+  return pixcon_schedule_group(bag_blocks(c, b), c->block_bytes);
+}
+
+static int64_t bag_groups(const tier_ctx *c, int64_t b) {
+  return pixcon_schedule_groups(bag_blocks(c, b), bag_group(c, b));
+}
+
+/* One stable counting pass of rows `from` into `to` by key(row) in [0, keys]. */
+static void counting_pass(const int64_t *from, int64_t *to, int64_t n, const int32_t *codes,
+                          int64_t keys, int64_t *counts) {
+  for (int64_t k = 0; k <= keys + 1; ++k) counts[k] = 0;
+  for (int64_t k = 0; k < n; ++k) ++counts[(codes[from[k]] < 0 ? keys : codes[from[k]]) + 1];
+  for (int64_t k = 0; k < keys + 1; ++k) counts[k + 1] += counts[k];
+  for (int64_t k = 0; k < n; ++k) to[counts[codes[from[k]] < 0 ? keys : codes[from[k]]]++] = from[k];
+}
+
+/* Packs bag b's rows sorted by (image, label, row), ignored rows last within their image: a
+ * label's positives then sit in few tiles, and tile pairs whose label ranges do not meet skip
+ * the positives' work ("pair": the whole second sweep, DESIGN's sum_c n_c^2 D). O(bag rows). */
+static void order_bag(tier_ctx *c, int64_t b) {
+  int64_t begin = c->p->bag_offsets[b], n = bag_size(c->p, b);
+  int64_t *rows = c->counts + c->p->num_rows + 2 * c->p->num_bags, *by_label = rows + n;
+  int64_t *counts = c->counts + begin + 2 * b, *perm = c->perm + c->bag_base[b];
+  for (int64_t k = 0; k < n; ++k) rows[k] = begin + k;
+  counting_pass(rows, by_label, n, c->label_codes, n, counts);
+  counting_pass(by_label, perm, n, c->image_codes, n, counts);
+  for (int64_t k = n; k < c->bag_base[b + 1] - c->bag_base[b]; ++k) perm[k] = -1;
+}
 
 static pixcon_status ctx_init(tier_ctx *c, const pixcon_loss_params *p, void *workspace,
                               size_t workspace_size, int backward) {
@@ -76,23 +111,29 @@ static pixcon_status ctx_init(tier_ctx *c, const pixcon_loss_params *p, void *wo
   c->bag_base = (int64_t *)(base + c->l.off_bagbase);
   c->prefix = (int64_t *)(base + c->l.off_prefix);
   c->counts = (int64_t *)(base + c->l.off_sort);
+  c->perm = (int64_t *)(base + c->l.off_perm);
   pixcon_relabel(p, c->label_codes, c->image_codes, c->counts);
   c->bag_base[0] = 0;
   c->max_rounds = 0;
   c->fixed_shift = pixcon_cpu_fixed_shift();
+  /* forward: z / tau of the rows, z of the columns; backward also both sides' z / tau and dz */
+  c->block_bytes = (backward ? 3 : 1) * PIXCON_TILE * c->l.dim_pad * (int64_t)sizeof(REAL);
   for (int64_t b = 0; b < p->num_bags; ++b) {
     int64_t padded = padded_size(bag_size(p, b));
     c->bag_base[b + 1] = c->bag_base[b] + padded;
-    int64_t rounds = pixcon_schedule_rounds(padded / PIXCON_TILE);
+    int64_t rounds = pixcon_schedule_rounds(bag_groups(c, b));
     if (rounds > c->max_rounds) c->max_rounds = rounds;
   }
+  for (int64_t b = 0; b < p->num_bags; ++b) order_bag(c, b);
   return PIXCON_OK;
 }
 
-/* Original row of padded row prow of bag b, or -1 for padding. */
-static int64_t original_row(const tier_ctx *c, int64_t b, int64_t prow) {
-  int64_t r = c->p->bag_offsets[b] + (prow - c->bag_base[b]);
-  return r < c->p->bag_offsets[b + 1] ? r : -1;
+
+/* Element (prow, d) of zf and dz: each block cut into slices of NR columns, TILE x NR each,
+ * the layout tile_accumulate streams. */
+static int64_t slice_index(const tier_ctx *c, int64_t prow, int64_t d) {
+  return (prow / PIXCON_TILE) * PIXCON_TILE * c->l.dim_pad + (d / NR) * PIXCON_TILE * NR +
+         (prow % PIXCON_TILE) * NR + d % NR;
 }
 
 static REAL *panel_elem(const tier_ctx *c, int64_t prow, int64_t d) {
@@ -102,7 +143,6 @@ static REAL *panel_elem(const tier_ctx *c, int64_t prow, int64_t d) {
 /* Packs one padded row: both copies of z and the codes; statistics start empty. */
 static void pack_row(tier_ctx *c, int64_t prow, int64_t r) {
   const pixcon_loss_params *p = c->p;
-  REAL *zf = c->zf + prow * c->l.dim_pad;
   REAL *za = c->za + (prow / MR) * MR * c->l.dim_pad + prow % MR;
   double inv_t = 1.0 / p->temperature;
   unsigned roles =
@@ -114,8 +154,7 @@ static void pack_row(tier_ctx *c, int64_t prow, int64_t r) {
     double z = (roles && d < p->dim)
                    ? pixcon_load_elem(p->embeddings, p->dtype, r * p->row_stride + d * p->col_stride)
                    : 0.0;
-    zf[d] = (REAL)(z * inv_t);
-    za[d * MR] = zf[d];
+    za[d * MR] = c->zf[slice_index(c, prow, d)] = (REAL)(z * inv_t);
     *panel_elem(c, prow, d) = (REAL)z;
     norm2 += (double)(REAL)z * (double)(REAL)z;
   }
@@ -139,9 +178,8 @@ static void pack_row(tier_ctx *c, int64_t prow, int64_t r) {
 
 /* s_ii, for the self pair. */
 static REAL self_similarity(const tier_ctx *c, int64_t prow) {
-  const REAL *zf = c->zf + prow * c->l.dim_pad;
   REAL s = 0;
-  for (int64_t d = 0; d < c->p->dim; ++d) s += zf[d] * *panel_elem(c, prow, d);
+  for (int64_t d = 0; d < c->p->dim; ++d) s += c->zf[slice_index(c, prow, d)] * *panel_elem(c, prow, d);
   return s;
 }
 
@@ -172,16 +210,27 @@ static void backward_weights(tier_ctx *c, int64_t prow, double bag_shift) {
 
 static int weight_in_range(REAL x) { return fabs((double)x) <= FIXED_WEIGHT_LIMIT; }
 
+/* Adds a label code (negative: the row lacks the role) to the range [*lo, *hi]. */
+static void widen(int64_t *lo, int64_t *hi, REAL code) {
+  if (code < 0) return;
+  if ((int64_t)code < *lo) *lo = (int64_t)code;
+  if ((int64_t)code > *hi) *hi = (int64_t)code;
+}
+
 /* The bounds that decide which of block k's tiles take the fixed shift (fixed_shift_tiles.h). */
 static void bound_block(tier_ctx *c, int64_t k, double bag_shift, int backward) {
   REAL **rows = c->rows.r;
-  pixcon_block_bounds bb = {-INFINITY, INFINITY, bag_shift, IMAGE_NONE, 1};
+  pixcon_block_bounds bb = {.shift_max = -INFINITY, .shift_min = INFINITY, .bag_shift = bag_shift,
+                            .image = IMAGE_NONE, .anchor_lo = INT64_MAX, .anchor_hi = -1,
+                            .contrast_lo = INT64_MAX, .contrast_hi = -1, .backward_ok = 1};
   int finite = 1;
   for (int64_t prow = k * PIXCON_TILE; prow < (k + 1) * PIXCON_TILE; ++prow) {
     double a = rows[ROW_SHIFT][prow];
     finite &= isfinite(a) != 0;
     if (a > bb.shift_max) bb.shift_max = a;
     if (a < bb.shift_min) bb.shift_min = a;
+    widen(&bb.anchor_lo, &bb.anchor_hi, rows[ROW_ANCHOR_CODE][prow]);
+    widen(&bb.contrast_lo, &bb.contrast_hi, rows[ROW_CONTRAST_CODE][prow]);
     if (rows[ROW_ANCHOR_CODE][prow] >= 0 || rows[ROW_CONTRAST_CODE][prow] >= 0) {
       int64_t image = (int64_t)rows[ROW_IMAGE_CODE][prow];
       bb.image = bb.image == IMAGE_NONE || bb.image == image ? image : IMAGE_MIXED;
@@ -226,12 +275,15 @@ static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S,
   int set = c->p->denominator == PIXCON_DENOMINATOR_ALL ? LSE_ALL : LSE_NEG;
   const pixcon_block_bounds *bi = c->blocks + I0 / PIXCON_TILE, *bj = c->blocks + J0 / PIXCON_TILE;
   int fixed = c->fixed_shift && !diag && tile_fixed_ok(bi, bj);
+  int positives = tile_has_positives(bi, bj);
+  if (pass == PASS_SOFTPLUS && !positives) return; /* the sweep sums over positives only */
   tile_similarities(c->za + I0 * dp, c->zp + J0 * dp, c->p->dim, dp, S);
   switch (pass) {
     case PASS_LSE_ALL:
     case PASS_LSE_NEG:
-      if (fixed) {
-        tile_fixed_lse(S, I0, J0, set, &c->rows);
+      if (fixed) { /* constant flags, so each variant compiles without the others' masks */
+        if (positives) tile_fixed_lse(S, I0, J0, set, 1, &c->rows);
+        else tile_fixed_lse(S, I0, J0, set, 0, &c->rows);
         break;
       }
       tile_lse_rows(S, I0, J0, diag, set, &c->rows);
@@ -242,8 +294,10 @@ static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S,
       if (!diag) tile_softplus_cols(S, I0, J0, &c->rows);
       break;
     default:
-      if (fixed && bi->backward_ok && bj->backward_ok)
-        tile_fixed_grad_weights(S, I0, J0, set, &c->rows, C);
+      if (fixed && bi->backward_ok && bj->backward_ok && positives)
+        tile_fixed_grad_weights(S, I0, J0, set, 1, &c->rows, C);
+      else if (fixed && bi->backward_ok && bj->backward_ok)
+        tile_fixed_grad_weights(S, I0, J0, set, 0, &c->rows, C);
       else
         tile_grad_weights(S, I0, J0, diag, set, &c->rows, C);
       tile_accumulate(C, PIXCON_TILE, 1, c->zf + J0 * dp, dp, c->dz + I0 * dp);
@@ -252,8 +306,19 @@ static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S,
   }
 }
 
-/* Every tile pair (I <= J) of every bag once, round by round (see schedule.h). Called by all
- * threads of the enclosing parallel region. */
+/* The tile pairs I <= J of groups P <= Q of bag b, in a fixed order. */
+static void process_groups(tier_ctx *c, int pass, int64_t b, int64_t P, int64_t Q, REAL *S,
+                           REAL *C) {
+  int64_t group = bag_group(c, b), blocks = bag_blocks(c, b), base = c->bag_base[b];
+  int64_t i_end = (P + 1) * group < blocks ? (P + 1) * group : blocks;
+  int64_t j_end = (Q + 1) * group < blocks ? (Q + 1) * group : blocks;
+  for (int64_t I = P * group; I < i_end; ++I)
+    for (int64_t J = P == Q ? I : Q * group; J < j_end; ++J)
+      process_tile(c, pass, base + I * PIXCON_TILE, base + J * PIXCON_TILE, S, C);
+}
+
+/* Every tile pair (I <= J) of every bag once, round by round over groups of blocks (see
+ * schedule.h). Called by all threads of the enclosing parallel region. */
 static void run_rounds(tier_ctx *c, int pass) {
   const pixcon_loss_params *p = c->p;
   REAL *S = c->tiles + (int64_t)omp_get_thread_num() * 2 * PIXCON_TILE * PIXCON_TILE;
@@ -262,10 +327,8 @@ static void run_rounds(tier_ctx *c, int pass) {
 #pragma omp single
     {
       c->prefix[0] = 0;
-      for (int64_t b = 0; b < p->num_bags; ++b) {
-        int64_t blocks = (c->bag_base[b + 1] - c->bag_base[b]) / PIXCON_TILE;
-        c->prefix[b + 1] = c->prefix[b] + pixcon_schedule_slots(blocks, round);
-      }
+      for (int64_t b = 0; b < p->num_bags; ++b)
+        c->prefix[b + 1] = c->prefix[b] + pixcon_schedule_slots(bag_groups(c, b), round);
     }
     int64_t total = c->prefix[p->num_bags];
 #pragma omp for schedule(dynamic, 1)
@@ -276,10 +339,9 @@ static void run_rounds(tier_ctx *c, int pass) {
         if (c->prefix[mid] <= item) lo_b = mid;
         else hi_b = mid;
       }
-      int64_t blocks = (c->bag_base[lo_b + 1] - c->bag_base[lo_b]) / PIXCON_TILE, I, J;
-      if (!pixcon_schedule_pair(blocks, round, item - c->prefix[lo_b], &I, &J)) continue;
-      process_tile(c, pass, c->bag_base[lo_b] + I * PIXCON_TILE,
-                   c->bag_base[lo_b] + J * PIXCON_TILE, S, C);
+      int64_t P, Q;
+      if (!pixcon_schedule_pair(bag_groups(c, lo_b), round, item - c->prefix[lo_b], &P, &Q)) continue;
+      process_groups(c, pass, lo_b, P, Q, S, C);
     }
   }
 }
@@ -347,7 +409,7 @@ static void write_forward_row(tier_ctx *c, int64_t prow, int64_t r, REAL *loss, 
 static void load_backward_row(tier_ctx *c, int64_t prow, int64_t r, const REAL *grad_loss,
                               const REAL *stats) {
   REAL **rows = c->rows.r;
-  memset(c->dz + prow * c->l.dim_pad, 0, sizeof(REAL) * (size_t)c->l.dim_pad);
+  for (int64_t d = 0; d < c->l.dim_pad; ++d) c->dz[slice_index(c, prow, d)] = 0;
   if (r < 0) return;
   REAL npos = stats[r * PIXCON_NUM_STATS + 2];
   if (rows[ROW_ANCHOR_CODE][prow] >= 0 && npos >= 1) {
@@ -365,17 +427,16 @@ static void load_backward_row(tier_ctx *c, int64_t prow, int64_t r, const REAL *
 static void write_backward_row(tier_ctx *c, int64_t prow, int64_t r, void *grad) {
   const pixcon_loss_params *p = c->p;
   REAL **rows = c->rows.r;
-  REAL *dz = c->dz + prow * c->l.dim_pad;
-  const REAL *zf = c->zf + prow * c->l.dim_pad;
   REAL g = rows[ROW_GRAD][prow];
   if (p->self_positive && g != 0) {
     double s = self_similarity(c, prow), stat = rows[ROW_MAX][prow], invp = rows[ROW_NPOS][prow];
     double slope = p->denominator == PIXCON_DENOMINATOR_ALL ? exp(s - stat) - invp
                                                             : -invp * sigmoid(stat - s);
     REAL k = (REAL)(2 * g * slope);
-    for (int64_t d = 0; d < p->dim; ++d) dz[d] += k * zf[d];
+    for (int64_t d = 0; d < p->dim; ++d) c->dz[slice_index(c, prow, d)] += k * c->zf[slice_index(c, prow, d)];
   }
-  for (int64_t d = 0; d < p->dim; ++d) pixcon_store_elem(grad, p->dtype, r * p->dim + d, dz[d]);
+  for (int64_t d = 0; d < p->dim; ++d)
+    pixcon_store_elem(grad, p->dtype, r * p->dim + d, c->dz[slice_index(c, prow, d)]);
 }
 
 /* Runs body(prow, r) for every padded row, split over the threads of the region. */
@@ -384,7 +445,7 @@ static void write_backward_row(tier_ctx *c, int64_t prow, int64_t r, void *grad)
     for (int64_t b_ = 0; b_ < (c)->p->num_bags; ++b_) {                           \
       _Pragma("omp for schedule(static) nowait")                                  \
       for (int64_t prow = (c)->bag_base[b_]; prow < (c)->bag_base[b_ + 1]; ++prow) { \
-        int64_t r = original_row((c), b_, prow);                                  \
+        int64_t r = (c)->perm[prow];                                  \
         body;                                                                     \
       }                                                                           \
     }                                                                             \

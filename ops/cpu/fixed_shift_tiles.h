@@ -35,12 +35,20 @@ static int tile_fixed_ok(const pixcon_block_bounds *bi, const pixcon_block_bound
   return reach * reach + bi->bag_shift - low <= FIXED_EXP_LIMIT; /* NaN fails */
 }
 
+/* Whether some pair of the tile is a positive (either way round): label ranges that meet. */
+static int tile_has_positives(const pixcon_block_bounds *bi, const pixcon_block_bounds *bj) {
+  return (bi->anchor_lo <= bj->contrast_hi && bj->contrast_lo <= bi->anchor_hi) ||
+         (bj->anchor_lo <= bi->contrast_hi && bi->contrast_lo <= bj->anchor_hi);
+}
+
 static inline void vadd_to(REAL *p, vreal x) { vstore(p, vload(p) + x); }
 
 /* Forward: the fixed-shift sums of rows I and J (ROWV_FIXED and ROW_FIXED), and for "all" the
  * positive sums (ROWV_POS and ROW_POS). The roles live in q (0 for rows that are no contrast
- * row) and in the codes; a row that is no anchor gathers sums nobody reads. */
-static void tile_fixed_lse(const REAL *S, int64_t I0, int64_t J0, int set, tile_rows *t) {
+ * row) and in the codes; a row that is no anchor gathers sums nobody reads. Without positives
+ * in the tile (tile_has_positives) the masks drop out. */
+static inline void tile_fixed_lse(const REAL *S, int64_t I0, int64_t J0, int set, int positives,
+                                  tile_rows *t) {
   enum { NV = PIXCON_TILE / VLANES };
   REAL **r = t->r;
   const REAL *aJ = r[ROW_SHIFT] + J0, *qJ = r[ROW_WEIGHT] + J0;
@@ -56,6 +64,11 @@ static void tile_fixed_lse(const REAL *S, int64_t I0, int64_t J0, int set, tile_
       int j = v * VLANES;
       vreal s = vload(S + i * PIXCON_TILE + j);
       vreal e = vexp_bounded(s - (vload(aJ + j) + ai));
+      if (!positives) {
+        rsum += e * vload(qJ + j);
+        csum[v] += e * qi;
+        continue;
+      }
       vmask pos = vload(contrastJ + j) == anchor, pos_t = vload(anchorJ + j) == contrast;
       if (set == LSE_ALL) {
         rsum += e * vload(qJ + j);
@@ -68,11 +81,11 @@ static void tile_fixed_lse(const REAL *S, int64_t I0, int64_t J0, int set, tile_
       }
     }
     vadd_to(t->v[ROWV_FIXED] + row * ROWV_STRIDE, rsum);
-    if (set == LSE_ALL) vadd_to(t->v[ROWV_POS] + row * ROWV_STRIDE, rpos);
+    if (set == LSE_ALL && positives) vadd_to(t->v[ROWV_POS] + row * ROWV_STRIDE, rpos);
   }
   for (int v = 0; v < NV; ++v) {
     vadd_to(r[ROW_FIXED] + J0 + v * VLANES, csum[v]);
-    if (set == LSE_ALL) vadd_to(r[ROW_POS] + J0 + v * VLANES, cpos[v]);
+    if (set == LSE_ALL && positives) vadd_to(r[ROW_POS] + J0 + v * VLANES, cpos[v]);
   }
 }
 
@@ -92,8 +105,8 @@ static inline vreal positive_pull(vmask pos, vreal beta, vreal stat, vreal s) {
 /* Backward: C[i][j] = g_i a_ij + g_j a_ji as tile_grad_weights, from one exponential per pair:
  * "all":  E (alpha_i q_j + alpha_j q_i) - [j in P(i)] beta_i - [i in P(j)] beta_j
  * "pair": E ([j in N(i)] alpha_i q_j + [i in N(j)] alpha_j q_i) - positives' sigmoid terms. */
-static void tile_fixed_grad_weights(const REAL *S, int64_t I0, int64_t J0, int set,
-                                    tile_rows *t, REAL *C) {
+static inline void tile_fixed_grad_weights(const REAL *S, int64_t I0, int64_t J0, int set,
+                                           int positives, tile_rows *t, REAL *C) {
   REAL **r = t->r;
   const REAL *aJ = r[ROW_SHIFT] + J0, *qJ = r[ROW_WEIGHT] + J0, *alphaJ = r[ROW_ALPHA] + J0;
   const REAL *betaJ = r[ROW_BETA] + J0, *statJ = r[ROW_MAX] + J0;
@@ -109,6 +122,10 @@ static void tile_fixed_grad_weights(const REAL *S, int64_t I0, int64_t J0, int s
       vreal s = vload(S + i * PIXCON_TILE + j);
       vreal e = vexp_bounded(s - (vload(aJ + j) + ai));
       vreal row_w = alphai * vload(qJ + j), col_w = vload(alphaJ + j) * qi;
+      if (!positives) {
+        vstore(crow + j, e * (row_w + col_w));
+        continue;
+      }
       vmask pos = vload(contrastJ + j) == anchor, pos_t = vload(anchorJ + j) == contrast;
       vreal c;
       if (set == LSE_ALL) {

@@ -46,7 +46,9 @@ void pixcon_layout_compute(const pixcon_loss_params *p, size_t real_size, int ba
   l.off_codes = at;
   at = align64(at + 2 * (size_t)p->num_rows * sizeof(int32_t));
   l.off_sort = at;
-  at = align64(at + (size_t)p->num_rows * sizeof(int64_t));
+  at = align64(at + (3 * (size_t)p->num_rows + 2 * (size_t)p->num_bags) * sizeof(int64_t));
+  l.off_perm = at;
+  at = align64(at + (size_t)l.padded_rows * sizeof(int64_t));
   l.off_bagbase = at;
   at = align64(at + (size_t)(p->num_bags + 1) * sizeof(int64_t));
   l.off_prefix = at;

@@ -45,6 +45,8 @@ typedef struct pixcon_block_bounds {
   double shift_max, shift_min; /* of a_i over the block's rows (NaN if one is not finite) */
   double bag_shift;            /* G of the block's bag */
   int64_t image;               /* the image code every row of the block shares, or -1 */
+  int64_t anchor_lo, anchor_hi;     /* range of the anchors' label codes (empty: lo > hi) */
+  int64_t contrast_lo, contrast_hi; /* range of the contrast rows' label codes */
   int backward_ok;             /* backward: every ROW_ALPHA and ROW_BETA of the block in range */
 } pixcon_block_bounds;
 
@@ -62,7 +64,8 @@ typedef struct pixcon_layout {
   size_t off_blocks;    /* padded_rows / TILE pixcon_block_bounds */
   size_t off_tiles;     /* threads x 2 x TILE x TILE */
   size_t off_codes;     /* 2 x num_rows int32: label and image codes */
-  size_t off_sort;      /* num_rows int64 sort scratch */
+  size_t off_sort;      /* 3 num_rows + 2 num_bags int64 sort scratch */
+  size_t off_perm;      /* padded_rows int64: the original row of each padded row, -1 padding */
   size_t off_bagbase;   /* num_bags + 1 int64: padded row offset of each bag */
   size_t off_prefix;    /* num_bags + 1 int64: per-round work prefix */
   size_t total;

@@ -6,6 +6,9 @@
  * and each row's accumulation order is fixed: results do not depend on the thread count.
  * Round 0 holds the diagonal tiles; rounds 1..n'-1 the off-diagonal ones (n' = blocks rounded
  * up to even; a pair with the dummy block n' - 1 >= blocks is skipped).
+ * The tournament runs over groups of consecutive blocks: one thread does every tile pair of two
+ * groups in a fixed order, so each block it brings into L2 serves `group` tiles instead of one.
+ * The group size depends only on the problem (dimension, bag size), never on the threads.
  */
 #ifndef PIXCON_CPU_SCHEDULE_H
 #define PIXCON_CPU_SCHEDULE_H
@@ -43,6 +46,25 @@ static inline int pixcon_schedule_pair(int64_t blocks, int64_t round, int64_t k,
   *lo = a < b ? a : b;
   *hi = a < b ? b : a;
   return 1;
+}
+
+/* The bytes of two groups' working set that should stay in a core's L2 (2 MiB on current
+ * server cores, with room for the tiles and the per-row arrays). */
+#define PIXCON_SCHEDULE_L2_BYTES (5 << 18)
+/* Enough groups per bag that a round keeps several threads busy. */
+#define PIXCON_SCHEDULE_MIN_GROUPS 8
+
+/* Blocks per group for a bag of `blocks` blocks when one tile pair of two groups touches
+ * `block_bytes` bytes per group block (its packed rows in every array the pass reads). */
+static inline int64_t pixcon_schedule_group(int64_t blocks, int64_t block_bytes) {
+  int64_t by_cache = PIXCON_SCHEDULE_L2_BYTES / (2 * block_bytes);
+  int64_t by_threads = blocks / PIXCON_SCHEDULE_MIN_GROUPS;
+  int64_t g = by_cache < by_threads ? by_cache : by_threads;
+  return g < 1 ? 1 : g;
+}
+
+static inline int64_t pixcon_schedule_groups(int64_t blocks, int64_t group) {
+  return (blocks + group - 1) / group;
 }
 
 #endif /* PIXCON_CPU_SCHEDULE_H */

@@ -40,16 +40,19 @@ static void tile_similarities(const REAL *restrict A, const REAL *restrict panel
   }
 }
 
-/* out[i][d] += sum_t C[i * c_row + t * c_col] * X[t][d]; X and out rows stride dim_pad.
+/* out[i][d] += sum_t C[i * c_row + t * c_col] * X[t][d]; X and out in slices of NR columns,
+ * each TILE x NR contiguous (slice (d / NR) at d * TILE), so both stream from memory in order.
  * (c_row, c_col) = (TILE, 1) reads C, (1, TILE) reads its transpose. */
 static void tile_accumulate(const REAL *restrict C, int64_t c_row, int64_t c_col,
                             const REAL *restrict X, int64_t dim_pad, REAL *restrict out) {
   for (int64_t d0 = 0; d0 < dim_pad; d0 += NR) {
+    const REAL *x = X + d0 * PIXCON_TILE;
+    REAL *o = out + d0 * PIXCON_TILE;
     for (int i0 = 0; i0 < PIXCON_TILE; i0 += MR) {
       vreal c0[MR], c1[MR];
       for (int r = 0; r < MR; ++r) c0[r] = c1[r] = vset1(0);
       for (int t = 0; t < PIXCON_TILE; ++t) {
-        vreal x0 = vload(X + t * dim_pad + d0), x1 = vload(X + t * dim_pad + d0 + VLANES);
+        vreal x0 = vload(x + t * NR), x1 = vload(x + t * NR + VLANES);
         for (int r = 0; r < MR; ++r) {
           REAL w = C[(i0 + r) * c_row + t * c_col];
           c0[r] += w * x0;
@@ -57,9 +60,9 @@ static void tile_accumulate(const REAL *restrict C, int64_t c_row, int64_t c_col
         }
       }
       for (int r = 0; r < MR; ++r) {
-        REAL *o = out + (int64_t)(i0 + r) * dim_pad + d0;
-        vstore(o, vload(o) + c0[r]);
-        vstore(o + VLANES, vload(o + VLANES) + c1[r]);
+        REAL *row = o + (i0 + r) * NR;
+        vstore(row, vload(row) + c0[r]);
+        vstore(row + VLANES, vload(row + VLANES) + c1[r]);
       }
     }
   }
