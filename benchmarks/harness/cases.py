@@ -20,6 +20,7 @@ loss.sum().backward()`` over the bags of ``bag_offsets``; in the batch variant `
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 IMPLS = ("pixcon_all", "pixcon_pair", "reference", "supcon", "pair_baseline")
@@ -58,18 +59,29 @@ def nominal_flops(n: int, d: int, bags: int = 1) -> float:
     return 6.0 * d * sum((b - a) ** 2 for a, b in zip(offs[:-1], offs[1:]))
 
 
-def kernel_flops(impl: str, n: int, d: int, bags: int = 1) -> Optional[float]:
-    """The flops pixcon's CPU kernels do for one forward + backward step, counting the multiply-adds
-    of the similarity tiles they visit (2 flops each) as if the bags were not padded to whole tiles:
-    the matrices are symmetric, so the forward computes half of S (n^2 D / 2 multiply-adds, twice
-    for "pair", whose second sweep recomputes it), the backward half of S again and both halves of
-    the weighted sum (n^2 D): 4 n^2 D flops for "all", 5 n^2 D for "pair". The exponentials and
-    the masks are not counted. None for the baselines."""
+def kernel_flops(impl: str, n: int, d: int, bags: int = 1,
+                 labels: Optional[Sequence[int]] = None) -> Optional[float]:
+    """The flops pixcon's CPU kernels need for one forward + backward step, counting the
+    multiply-adds of the similarity tiles (2 flops each) as if the bags were not padded to whole
+    tiles: the matrices are symmetric, so the forward computes half of S (n^2 D / 2 multiply-adds),
+    the backward half of S again and both halves of the weighted sum (n^2 D): 4 n^2 D flops for
+    "all". "pair" adds its second sweep over the positives, sum_c n_c^2 D over each bag's classes
+    (``labels``, IGNORE_INDEX not counted; without labels, the whole matrix again, n^2 D): the
+    least that sweep needs, which the kernel's tile-sized visits exceed a little. The exponentials
+    and the masks are not counted. None for the baselines."""
     if impl not in PIXCON_IMPLS:
         return None
-    per_pair = 4.0 if impl == "pixcon_all" else 5.0
     offs = bag_offsets(n, bags)
-    return per_pair * d * sum((b - a) ** 2 for a, b in zip(offs[:-1], offs[1:]))
+    total = 4.0 * d * sum((b - a) ** 2 for a, b in zip(offs[:-1], offs[1:]))
+    if impl == "pixcon_all":
+        return total
+    for a, b in zip(offs[:-1], offs[1:]):
+        if labels is None:
+            total += float(d) * (b - a) ** 2
+            continue
+        counts = collections.Counter(int(y) for y in labels[a:b] if int(y) != IGNORE_INDEX)
+        total += float(d) * sum(c * c for c in counts.values())
+    return total
 
 
 def make_inputs(n: int, d: int, dtype: str, seed: int, device: str = "cpu",

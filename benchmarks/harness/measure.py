@@ -56,10 +56,11 @@ def _timed_runs(step, z, y, spec: Dict[str, Any], cuda: bool):
     return [t for t, _ in warm], times, out
 
 
-def _efficiency(spec: Dict[str, Any], seconds: float) -> Dict[str, Any]:
+def _efficiency(spec: Dict[str, Any], seconds: float, labels) -> Dict[str, Any]:
     """pixcon on the CPU: the kernel's flops per second and their fraction of the multiply-add peak
     of the same tier on the same threads, measured here, right after the timed runs."""
-    flops = kernel_flops(spec["impl"], int(spec["n"]), int(spec["dim"]), int(spec["bags"]))
+    flops = kernel_flops(spec["impl"], int(spec["n"]), int(spec["dim"]), int(spec["bags"]),
+                         labels.tolist())
     if flops is None or spec["device"] != "cpu":
         return {}
     import pixcon
@@ -91,7 +92,7 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     med = statistics.median(times)
     return {
         "status": "ok",
-        **_efficiency(spec, med),
+        **_efficiency(spec, med, y),
         "median_s": med,
         "min_s": min(times),
         "times_s": times,

@@ -52,7 +52,7 @@ static inline int pixcon_schedule_pair(int64_t blocks, int64_t round, int64_t k,
  * server cores, with room for the tiles and the per-row arrays). */
 #define PIXCON_SCHEDULE_L2_BYTES (5 << 18)
 /* Enough groups per bag that a round keeps several threads busy. */
-#define PIXCON_SCHEDULE_MIN_GROUPS 8
+#define PIXCON_SCHEDULE_MIN_GROUPS 16
 
 /* Blocks per group for a bag of `blocks` blocks when one tile pair of two groups touches
  * `block_bytes` bytes per group block (its packed rows in every array the pass reads). */
