@@ -45,3 +45,15 @@ def test_permuting_the_rows_permutes_the_outputs(denominator):
     assert torch.equal(valid_p, valid[perm])
     torch.testing.assert_close(loss_p, loss[perm], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad_p, grad[perm], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("denominator", ["all", "pair"])
+def test_grouped_schedule_matches_reference(denominator):
+    """A bag of 3 200 rows runs its tiles in groups of 2 blocks (schedule.h)."""
+    p = make_problem(n=3200, d=8, num_classes=9, dtype=torch.float32, seed=13, ignore_frac=0.05)
+    kw = dict(temperature=0.1, denominator=denominator)
+    loss, valid, grad = loss_and_grad(pixcon.contrastive_loss, p, **kw)
+    exp_loss, exp_valid, exp_grad = reference_loss_and_grad(p, **kw)
+    assert torch.equal(valid, exp_valid)
+    assert_close_dtype(loss, exp_loss, torch.float32, "loss")
+    assert_close_dtype(grad, exp_grad, torch.float32, "grad")

@@ -29,3 +29,20 @@ def test_loss_and_gradient_are_bitwise_equal_for_one_and_two_threads(denominator
         results.append((loss, valid, zz.grad))
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("denominator", ["all", "pair"])
+def test_grouped_schedule_is_bitwise_equal_for_one_and_two_threads(denominator, restore_threads):
+    """3 200 rows make 34 blocks, which the schedule runs in groups of 2 (schedule.h)."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.nn.functional.normalize(torch.randn(3200, 8, generator=g), dim=1)
+    y = torch.randint(0, 7, (3200,), generator=g)
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        zz = z.clone().requires_grad_()
+        loss, valid = pixcon.contrastive_loss(zz, y, denominator=denominator)
+        loss.sum().backward()
+        results.append((loss, valid, zz.grad))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
