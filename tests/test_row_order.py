@@ -20,16 +20,20 @@ SPARSE = {
 }
 
 
-@pytest.mark.parametrize("denominator", ["all", "pair"])
-@pytest.mark.parametrize("case", sorted(SPARSE))
-def test_sparse_positives_match_reference(cpu_isa, case, denominator):
-    p = make_problem(dtype=torch.float32, seed=11, **SPARSE[case])
-    kw = dict(temperature=0.1, denominator=denominator)
+def assert_matches_reference(p, **kw):
     loss, valid, grad = loss_and_grad(pixcon.contrastive_loss, p, **kw)
     exp_loss, exp_valid, exp_grad = reference_loss_and_grad(p, **kw)
     assert torch.equal(valid, exp_valid)
     assert_close_dtype(loss, exp_loss, torch.float32, "loss")
     assert_close_dtype(grad, exp_grad, torch.float32, "grad")
+
+
+@pytest.mark.parametrize("denominator", ["all", "pair"])
+@pytest.mark.parametrize("case", sorted(SPARSE))
+def test_sparse_positives_match_reference(cpu_isa, case, denominator):
+    p = make_problem(dtype=torch.float32, seed=11, **SPARSE[case])
+    kw = dict(temperature=0.1, denominator=denominator)
+    assert_matches_reference(p, **kw)
 
 
 @pytest.mark.parametrize("denominator", ["all", "pair"])
@@ -52,8 +56,4 @@ def test_grouped_schedule_matches_reference(denominator):
     """A bag of 3 200 rows runs its tiles in groups of 2 blocks (schedule.h)."""
     p = make_problem(n=3200, d=8, num_classes=9, dtype=torch.float32, seed=13, ignore_frac=0.05)
     kw = dict(temperature=0.1, denominator=denominator)
-    loss, valid, grad = loss_and_grad(pixcon.contrastive_loss, p, **kw)
-    exp_loss, exp_valid, exp_grad = reference_loss_and_grad(p, **kw)
-    assert torch.equal(valid, exp_valid)
-    assert_close_dtype(loss, exp_loss, torch.float32, "loss")
-    assert_close_dtype(grad, exp_grad, torch.float32, "grad")
+    assert_matches_reference(p, **kw)

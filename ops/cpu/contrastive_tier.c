@@ -274,7 +274,7 @@ static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S,
   int diag = I0 == J0;
   int set = c->p->denominator == PIXCON_DENOMINATOR_ALL ? LSE_ALL : LSE_NEG;
   const pixcon_block_bounds *bi = c->blocks + I0 / PIXCON_TILE, *bj = c->blocks + J0 / PIXCON_TILE;
-  int fixed = c->fixed_shift && !diag && tile_fixed_ok(bi, bj);
+  int fixed = c->fixed_shift && tile_fixed_ok(bi, bj);
   int positives = tile_has_positives(bi, bj);
   if (pass == PASS_SOFTPLUS && !positives) return; /* the sweep sums over positives only */
   tile_similarities(c->za + I0 * dp, c->zp + J0 * dp, c->p->dim, dp, S);
@@ -282,8 +282,9 @@ static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S,
     case PASS_LSE_ALL:
     case PASS_LSE_NEG:
       if (fixed) { /* constant flags, so each variant compiles without the others' masks */
-        if (positives) tile_fixed_lse(S, I0, J0, set, 1, &c->rows);
-        else tile_fixed_lse(S, I0, J0, set, 0, &c->rows);
+        if (diag) tile_fixed_lse(S, I0, J0, set, 1, 1, &c->rows);
+        else if (positives) tile_fixed_lse(S, I0, J0, set, 1, 0, &c->rows);
+        else tile_fixed_lse(S, I0, J0, set, 0, 0, &c->rows);
         break;
       }
       tile_lse_rows(S, I0, J0, diag, set, &c->rows);
@@ -294,10 +295,12 @@ static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S,
       if (!diag) tile_softplus_cols(S, I0, J0, &c->rows);
       break;
     default:
-      if (fixed && bi->backward_ok && bj->backward_ok && positives)
-        tile_fixed_grad_weights(S, I0, J0, set, 1, &c->rows, C);
+      if (fixed && bi->backward_ok && bj->backward_ok && diag)
+        tile_fixed_grad_weights(S, I0, J0, set, 1, 1, &c->rows, C);
+      else if (fixed && bi->backward_ok && bj->backward_ok && positives)
+        tile_fixed_grad_weights(S, I0, J0, set, 1, 0, &c->rows, C);
       else if (fixed && bi->backward_ok && bj->backward_ok)
-        tile_fixed_grad_weights(S, I0, J0, set, 0, &c->rows, C);
+        tile_fixed_grad_weights(S, I0, J0, set, 0, 0, &c->rows, C);
       else
         tile_grad_weights(S, I0, J0, diag, set, &c->rows, C);
       tile_accumulate(C, PIXCON_TILE, 1, c->zf + J0 * dp, dp, c->dz + I0 * dp);

@@ -46,24 +46,30 @@ static inline void vadd_to(REAL *p, vreal x) { vstore(p, vload(p) + x); }
 /* Forward: the fixed-shift sums of rows I and J (ROWV_FIXED and ROW_FIXED), and for "all" the
  * positive sums (ROWV_POS and ROW_POS). The roles live in q (0 for rows that are no contrast
  * row) and in the codes; a row that is no anchor gathers sums nobody reads. Without positives
- * in the tile (tile_has_positives) the masks drop out. */
+ * in the tile (tile_has_positives) the masks drop out. A diagonal tile (I0 == J0) holds both
+ * orientations of its pairs: rows only, the self pair left out (it is added per row). */
 static inline void tile_fixed_lse(const REAL *S, int64_t I0, int64_t J0, int set, int positives,
-                                  tile_rows *t) {
+                                  int diag, tile_rows *t) {
   enum { NV = PIXCON_TILE / VLANES };
   REAL **r = t->r;
   const REAL *aJ = r[ROW_SHIFT] + J0, *qJ = r[ROW_WEIGHT] + J0;
   const REAL *contrastJ = r[ROW_CONTRAST_CODE] + J0, *anchorJ = r[ROW_ANCHOR_CODE] + J0;
-  vreal zero = vset1(0), csum[NV], cpos[NV];
+  vreal zero = vset1(0), idx0 = lane_index(), csum[NV], cpos[NV];
   for (int v = 0; v < NV; ++v) csum[v] = cpos[v] = zero;
   for (int i = 0; i < PIXCON_TILE; ++i) {
     int64_t row = I0 + i;
-    REAL ai = r[ROW_SHIFT][row], qi = r[ROW_WEIGHT][row];
+    REAL ai = r[ROW_SHIFT][row], qi = diag ? 0 : r[ROW_WEIGHT][row];
     vreal anchor = vset1(r[ROW_ANCHOR_CODE][row]), contrast = vset1(r[ROW_CONTRAST_CODE][row]);
     vreal rsum = zero, rpos = zero;
     for (int v = 0; v < NV; ++v) {
       int j = v * VLANES;
       vreal s = vload(S + i * PIXCON_TILE + j);
       vreal e = vexp_bounded(s - (vload(aJ + j) + ai));
+      if (diag) {
+        vmask not_self = (idx0 + (REAL)j) != (REAL)i;
+        e = vselect(not_self, e, zero);
+        s = vselect(not_self, s, zero);
+      }
       if (!positives) {
         rsum += e * vload(qJ + j);
         csum[v] += e * qi;
@@ -83,7 +89,7 @@ static inline void tile_fixed_lse(const REAL *S, int64_t I0, int64_t J0, int set
     vadd_to(t->v[ROWV_FIXED] + row * ROWV_STRIDE, rsum);
     if (set == LSE_ALL && positives) vadd_to(t->v[ROWV_POS] + row * ROWV_STRIDE, rpos);
   }
-  for (int v = 0; v < NV; ++v) {
+  for (int v = 0; v < NV && !diag; ++v) {
     vadd_to(r[ROW_FIXED] + J0 + v * VLANES, csum[v]);
     if (set == LSE_ALL && positives) vadd_to(r[ROW_POS] + J0 + v * VLANES, cpos[v]);
   }
@@ -106,12 +112,12 @@ static inline vreal positive_pull(vmask pos, vreal beta, vreal stat, vreal s) {
  * "all":  E (alpha_i q_j + alpha_j q_i) - [j in P(i)] beta_i - [i in P(j)] beta_j
  * "pair": E ([j in N(i)] alpha_i q_j + [i in N(j)] alpha_j q_i) - positives' sigmoid terms. */
 static inline void tile_fixed_grad_weights(const REAL *S, int64_t I0, int64_t J0, int set,
-                                           int positives, tile_rows *t, REAL *C) {
+                                           int positives, int diag, tile_rows *t, REAL *C) {
   REAL **r = t->r;
   const REAL *aJ = r[ROW_SHIFT] + J0, *qJ = r[ROW_WEIGHT] + J0, *alphaJ = r[ROW_ALPHA] + J0;
   const REAL *betaJ = r[ROW_BETA] + J0, *statJ = r[ROW_MAX] + J0;
   const REAL *contrastJ = r[ROW_CONTRAST_CODE] + J0, *anchorJ = r[ROW_ANCHOR_CODE] + J0;
-  vreal zero = vset1(0);
+  vreal zero = vset1(0), idx0 = lane_index();
   for (int i = 0; i < PIXCON_TILE; ++i) {
     int64_t row = I0 + i;
     REAL ai = r[ROW_SHIFT][row], qi = r[ROW_WEIGHT][row], alphai = r[ROW_ALPHA][row];
@@ -122,11 +128,17 @@ static inline void tile_fixed_grad_weights(const REAL *S, int64_t I0, int64_t J0
       vreal s = vload(S + i * PIXCON_TILE + j);
       vreal e = vexp_bounded(s - (vload(aJ + j) + ai));
       vreal row_w = alphai * vload(qJ + j), col_w = vload(alphaJ + j) * qi;
+      vmask not_self = (idx0 + (REAL)j) != (REAL)i; /* the self pair is added per row */
+      if (diag) e = vselect(not_self, e, zero);
       if (!positives) {
         vstore(crow + j, e * (row_w + col_w));
         continue;
       }
       vmask pos = vload(contrastJ + j) == anchor, pos_t = vload(anchorJ + j) == contrast;
+      if (diag) {
+        pos &= not_self;
+        pos_t &= not_self;
+      }
       vreal c;
       if (set == LSE_ALL) {
         c = e * (row_w + col_w) - vselect(pos, betai, zero) - vselect(pos_t, vload(betaJ + j), zero);
