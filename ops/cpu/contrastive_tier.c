@@ -326,24 +326,23 @@ static void run_rounds(tier_ctx *c, int pass) {
   const pixcon_loss_params *p = c->p;
   REAL *S = c->tiles + (int64_t)omp_get_thread_num() * 2 * PIXCON_TILE * PIXCON_TILE;
   REAL *C = S + PIXCON_TILE * PIXCON_TILE;
+  /* each thread builds the round's work prefix itself: one barrier per round, not two */
+  int64_t *prefix = c->prefix + (int64_t)omp_get_thread_num() * (p->num_bags + 1);
   for (int64_t round = 0; round < c->max_rounds; ++round) {
-#pragma omp single
-    {
-      c->prefix[0] = 0;
-      for (int64_t b = 0; b < p->num_bags; ++b)
-        c->prefix[b + 1] = c->prefix[b] + pixcon_schedule_slots(bag_groups(c, b), round);
-    }
-    int64_t total = c->prefix[p->num_bags];
+    prefix[0] = 0;
+    for (int64_t b = 0; b < p->num_bags; ++b)
+      prefix[b + 1] = prefix[b] + pixcon_schedule_slots(bag_groups(c, b), round);
+    int64_t total = prefix[p->num_bags];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < total; ++item) {
       int64_t lo_b = 0, hi_b = p->num_bags; /* last bag whose prefix <= item */
       while (hi_b - lo_b > 1) {
         int64_t mid = (lo_b + hi_b) / 2;
-        if (c->prefix[mid] <= item) lo_b = mid;
+        if (prefix[mid] <= item) lo_b = mid;
         else hi_b = mid;
       }
       int64_t P, Q;
-      if (!pixcon_schedule_pair(bag_groups(c, lo_b), round, item - c->prefix[lo_b], &P, &Q)) continue;
+      if (!pixcon_schedule_pair(bag_groups(c, lo_b), round, item - prefix[lo_b], &P, &Q)) continue;
       process_groups(c, pass, lo_b, P, Q, S, C);
     }
   }

@@ -52,7 +52,7 @@ void pixcon_layout_compute(const pixcon_loss_params *p, size_t real_size, int ba
   l.off_bagbase = at;
   at = align64(at + (size_t)(p->num_bags + 1) * sizeof(int64_t));
   l.off_prefix = at;
-  at = align64(at + (size_t)(p->num_bags + 1) * sizeof(int64_t));
+  at = align64(at + (size_t)l.threads * (size_t)(p->num_bags + 1) * sizeof(int64_t));
   l.total = at + 64; /* slack so the caller's buffer can be aligned up */
   *out = l;
 }
