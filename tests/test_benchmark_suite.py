@@ -177,3 +177,28 @@ def test_kmeans_baselines_quick_writes_json_markdown_and_plot(tmp_path):
     assert "| D | K | ms/iter pixcon | ms/iter faiss |" in md
     png = tmp_path / "kmeans_baselines_cpu.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_kernel_flops_count_the_pair_sweep_over_positives_only():
+    labels = [0, 0, 0, 1, 1, cases.IGNORE_INDEX]  # classes of 3 and 2 rows; one ignored row
+    assert cases.kernel_flops("pixcon_all", 6, 4, 1, labels) == 4 * 36 * 4
+    assert cases.kernel_flops("pixcon_pair", 6, 4, 1, labels) == 4 * 36 * 4 + (9 + 4) * 4
+    assert cases.kernel_flops("pixcon_pair", 6, 4) == 5 * 36 * 4  # no labels: the whole matrix
+    assert cases.kernel_flops("reference", 6, 4) is None
+
+
+def test_plot_efficiency_recounts_rows_and_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    n, d = 200, 16
+    _, labels = cases.make_inputs(n, d, "float32", 0, classes=5)
+    rows = [{"status": "ok", "device": "cpu", "impl": impl, "n": n, "dim": d, "bags": 1,
+             "median_s": 0.01, "cpu_peak_gflops": 100.0} for impl in ("pixcon_all", "pixcon_pair")]
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"config": {"classes": 5, "seed": 0}, "rows": rows}))
+    out = tmp_path / "efficiency.png"
+    proc = subprocess.run([sys.executable, str(BENCH / "plot_efficiency.py"), str(run), "--before", str(run),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120, cwd=BENCH)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    expected = 100 * cases.kernel_flops("pixcon_pair", n, d, 1, labels.tolist()) / 0.01 / 1e9 / 100.0
+    assert f"D = {d}, pair: N = {n}: {expected:.0f} %" in proc.stdout
