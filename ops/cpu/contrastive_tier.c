@@ -1,7 +1,8 @@
 /*
  * The fused contrastive loss on the CPU, forward and backward, for one instruction-set tier
  * and one accumulation type (this file is compiled once per tier x {float, double}).
- * Cost: forward N^2 D / 2 multiply-adds ("pair": twice), backward N^2 D; memory O(N D).
+ * Cost: forward N^2 D / 2 multiply-adds ("pair": plus its sweep over the tile pairs that hold
+ * positives), backward 1.5 N^2 D; memory O(N D). docs/design.md §3.
  */
 #include <math.h>
 #include <omp.h>
@@ -46,7 +47,6 @@ typedef struct tier_ctx {
   int64_t *counts; /* per bag, contrast rows per label code (the relabelling's sort scratch) */
   int64_t *perm;   /* the original row of each padded row, -1 for padding (order_bag) */
   int64_t max_rounds;
-  int64_t block_bytes; /* what a tile pair reads of each of its blocks (schedule.h) */
   int fixed_shift; /* pixcon_cpu_fixed_shift() at the call */
 } tier_ctx;
 
@@ -61,7 +61,7 @@ static int64_t bag_blocks(const tier_ctx *c, int64_t b) {
 }
 
 static int64_t bag_group(const tier_ctx *c, int64_t b) {
-  return pixcon_schedule_group(bag_blocks(c, b), c->block_bytes);
+  return pixcon_schedule_group(bag_blocks(c, b));
 }
 
 static int64_t bag_groups(const tier_ctx *c, int64_t b) {
@@ -116,8 +116,6 @@ static pixcon_status ctx_init(tier_ctx *c, const pixcon_loss_params *p, void *wo
   c->bag_base[0] = 0;
   c->max_rounds = 0;
   c->fixed_shift = pixcon_cpu_fixed_shift();
-  /* forward: z / tau of the rows, z of the columns; backward also both sides' z / tau and dz */
-  c->block_bytes = (backward ? 3 : 1) * PIXCON_TILE * c->l.dim_pad * (int64_t)sizeof(REAL);
   for (int64_t b = 0; b < p->num_bags; ++b) {
     int64_t padded = padded_size(bag_size(p, b));
     c->bag_base[b + 1] = c->bag_base[b] + padded;
