@@ -41,6 +41,7 @@ def plot(after: Dict, before: Dict, out: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     dims = sorted({d for d, _ in after})
     fig, axes = plt.subplots(1, len(dims), figsize=(5.5 * len(dims), 4.2), squeeze=False)
@@ -52,15 +53,19 @@ def plot(after: Dict, before: Dict, out: str) -> None:
                 if pts:
                     ax.plot([n for n, _ in pts], [p for _, p in pts], style, marker="o",
                             color=colors[den], label=f'"{den}", {tag}')
-        ax.axhline(80, color="gray", lw=0.8, ls=":")
-        ax.axhline(70, color="gray", lw=0.8, ls="-.")
+        ax.axhline(80, color="gray", lw=0.8, ls=":", label="80 % (target)")
+        ax.axhline(70, color="gray", lw=0.8, ls="-.", label="70 % (target at N = 4 225)")
         ax.set_xscale("log")
+        sizes = sorted({n for run in (before, after) for (dd, _), pts in run.items() if dd == d
+                        for n, _ in pts})
+        ax.set_xticks(sizes, [f"{n:,}".replace(",", " ") for n in sizes])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_ylim(0, 100)
         ax.set_xlabel("N (one bag)")
         ax.set_ylabel("% of the measured FMA peak")
         ax.set_title(f"D = {d}, float32, forward + backward")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="lower center", ncol=3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
