@@ -60,12 +60,8 @@ static int64_t bag_blocks(const tier_ctx *c, int64_t b) {
   return (c->bag_base[b + 1] - c->bag_base[b]) / PIXCON_TILE;
 }
 
-static int64_t bag_group(const tier_ctx *c, int64_t b) {
-  return pixcon_schedule_group(bag_blocks(c, b));
-}
-
 static int64_t bag_groups(const tier_ctx *c, int64_t b) {
-  return pixcon_schedule_groups(bag_blocks(c, b), bag_group(c, b));
+  return pixcon_schedule_groups(bag_blocks(c, b));
 }
 
 /* One stable counting pass of rows `from` into `to` by key(row) in [0, keys]. */
@@ -127,38 +123,41 @@ static pixcon_status ctx_init(tier_ctx *c, const pixcon_loss_params *p, void *wo
 }
 
 
-/* Element (prow, d) of zf and dz: each block cut into slices of NR columns, TILE x NR each,
- * the layout tile_accumulate streams. */
-static int64_t slice_index(const tier_ctx *c, int64_t prow, int64_t d) {
-  return (prow / PIXCON_TILE) * PIXCON_TILE * c->l.dim_pad + (d / NR) * PIXCON_TILE * NR +
-         (prow % PIXCON_TILE) * NR + d % NR;
+/* Row prow of zf or dz: each block cut into slices of NR columns, TILE x NR each, the layout
+ * tile_accumulate streams; element d of the row is at sliced(d) from here. */
+static REAL *sliced_row(const tier_ctx *c, REAL *buf, int64_t prow) {
+  return buf + (prow / PIXCON_TILE) * PIXCON_TILE * c->l.dim_pad + (prow % PIXCON_TILE) * NR;
 }
 
-static REAL *panel_elem(const tier_ctx *c, int64_t prow, int64_t d) {
-  return c->zp + ((prow / NR) * c->l.dim_pad + d) * NR + prow % NR;
+static int64_t sliced(int64_t d) { return d / NR * (PIXCON_TILE * NR) + d % NR; }
+
+/* Row prow of zp: element d at d * NR from here. */
+static REAL *panel_row(const tier_ctx *c, int64_t prow) {
+  return c->zp + (prow / NR) * c->l.dim_pad * NR + prow % NR;
 }
 
 /* Packs one padded row: both copies of z and the codes; statistics start empty. */
 static void pack_row(tier_ctx *c, int64_t prow, int64_t r) {
   const pixcon_loss_params *p = c->p;
   REAL *za = c->za + (prow / MR) * MR * c->l.dim_pad + prow % MR;
+  REAL *zf = sliced_row(c, c->zf, prow), *zp = panel_row(c, prow);
   double inv_t = 1.0 / p->temperature;
   unsigned roles =
       r >= 0 ? pixcon_row_roles(p->labels[r], p->ignore_index, p->anchor_mask, p->contrast_mask, r) : 0;
   /* a row with no role enters nothing; packed as zeros, a NaN in it cannot reach the gradients
    * of its bag through a zero weight (0 x NaN) */
-  double norm2 = 0;
-  for (int64_t d = 0; d < c->l.dim_pad; ++d) {
-    double z = (roles && d < p->dim)
-                   ? pixcon_load_elem(p->embeddings, p->dtype, r * p->row_stride + d * p->col_stride)
-                   : 0.0;
-    za[d * MR] = c->zf[slice_index(c, prow, d)] = (REAL)(z * inv_t);
-    *panel_elem(c, prow, d) = (REAL)z;
-    norm2 += (double)(REAL)z * (double)(REAL)z;
+  double norm2[4] = {0, 0, 0, 0}; /* four chains: one would wait on each add's latency */
+  int64_t live = roles ? p->dim : 0;
+  for (int64_t d = 0; d < live; ++d) {
+    double z = pixcon_load_elem(p->embeddings, p->dtype, r * p->row_stride + d * p->col_stride);
+    za[d * MR] = zf[sliced(d)] = (REAL)(z * inv_t);
+    zp[d * NR] = (REAL)z;
+    norm2[d & 3] += (double)(REAL)z * (double)(REAL)z;
   }
+  for (int64_t d = live; d < c->l.dim_pad; ++d) za[d * MR] = zf[sliced(d)] = zp[d * NR] = 0;
   for (int k = 0; k < ROWV_NUM_ARRAYS; ++k) vstore(c->rows.v[k] + prow * ROWV_STRIDE, vset1(0));
   REAL **rows = c->rows.r;
-  rows[ROW_SHIFT][prow] = (REAL)(norm2 * inv_t / 2);
+  rows[ROW_SHIFT][prow] = (REAL)(((norm2[0] + norm2[1]) + (norm2[2] + norm2[3])) * inv_t / 2);
   rows[ROW_FIXED][prow] = 0;
   rows[ROW_ALPHA][prow] = 0;
   rows[ROW_BETA][prow] = 0;
@@ -176,8 +175,9 @@ static void pack_row(tier_ctx *c, int64_t prow, int64_t r) {
 
 /* s_ii, for the self pair. */
 static REAL self_similarity(const tier_ctx *c, int64_t prow) {
+  const REAL *zf = sliced_row(c, c->zf, prow), *zp = panel_row(c, prow);
   REAL s = 0;
-  for (int64_t d = 0; d < c->p->dim; ++d) s += c->zf[slice_index(c, prow, d)] * *panel_elem(c, prow, d);
+  for (int64_t d = 0; d < c->p->dim; ++d) s += zf[sliced(d)] * zp[d * NR];
   return s;
 }
 
@@ -307,15 +307,22 @@ static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S,
   }
 }
 
-/* The tile pairs I <= J of groups P <= Q of bag b, in a fixed order. */
+/* The tile pairs I <= J of groups P <= Q of bag b. Row blocks go PIXCON_SCHEDULE_CHUNK at a time
+ * across the column blocks, so each column block fetched serves that many tiles; every row still
+ * meets its partner blocks in increasing order, the order the results depend on. */
 static void process_groups(tier_ctx *c, int pass, int64_t b, int64_t P, int64_t Q, REAL *S,
                            REAL *C) {
-  int64_t group = bag_group(c, b), blocks = bag_blocks(c, b), base = c->bag_base[b];
-  int64_t i_end = (P + 1) * group < blocks ? (P + 1) * group : blocks;
-  int64_t j_end = (Q + 1) * group < blocks ? (Q + 1) * group : blocks;
-  for (int64_t I = P * group; I < i_end; ++I)
-    for (int64_t J = P == Q ? I : Q * group; J < j_end; ++J)
-      process_tile(c, pass, base + I * PIXCON_TILE, base + J * PIXCON_TILE, S, C);
+  int64_t blocks = bag_blocks(c, b), groups = bag_groups(c, b), base = c->bag_base[b];
+  int64_t i_end = pixcon_schedule_group_begin(blocks, groups, P + 1);
+  int64_t j_begin = pixcon_schedule_group_begin(blocks, groups, Q);
+  int64_t j_end = pixcon_schedule_group_begin(blocks, groups, Q + 1);
+  for (int64_t I0 = pixcon_schedule_group_begin(blocks, groups, P); I0 < i_end;
+       I0 += PIXCON_SCHEDULE_CHUNK) {
+    int64_t I1 = I0 + PIXCON_SCHEDULE_CHUNK < i_end ? I0 + PIXCON_SCHEDULE_CHUNK : i_end;
+    for (int64_t J = P == Q ? I0 : j_begin; J < j_end; ++J)
+      for (int64_t I = I0; I < I1 && I <= J; ++I)
+        process_tile(c, pass, base + I * PIXCON_TILE, base + J * PIXCON_TILE, S, C);
+  }
 }
 
 /* Every tile pair (I <= J) of every bag once, round by round over groups of blocks (see
@@ -409,7 +416,8 @@ static void write_forward_row(tier_ctx *c, int64_t prow, int64_t r, REAL *loss, 
 static void load_backward_row(tier_ctx *c, int64_t prow, int64_t r, const REAL *grad_loss,
                               const REAL *stats) {
   REAL **rows = c->rows.r;
-  for (int64_t d = 0; d < c->l.dim_pad; ++d) c->dz[slice_index(c, prow, d)] = 0;
+  REAL *dz = sliced_row(c, c->dz, prow);
+  for (int64_t d = 0; d < c->l.dim_pad; ++d) dz[sliced(d)] = 0;
   if (r < 0) return;
   REAL npos = stats[r * PIXCON_NUM_STATS + 2];
   if (rows[ROW_ANCHOR_CODE][prow] >= 0 && npos >= 1) {
@@ -426,17 +434,17 @@ static void load_backward_row(tier_ctx *c, int64_t prow, int64_t r, const REAL *
 /* The self pair's share of dz_i: s_ii depends on z_i twice. Then dz leaves in p->dtype. */
 static void write_backward_row(tier_ctx *c, int64_t prow, int64_t r, void *grad) {
   const pixcon_loss_params *p = c->p;
-  REAL **rows = c->rows.r;
+  REAL **rows = c->rows.r, *dz = sliced_row(c, c->dz, prow);
+  const REAL *zf = sliced_row(c, c->zf, prow);
   REAL g = rows[ROW_GRAD][prow];
   if (p->self_positive && g != 0) {
     double s = self_similarity(c, prow), stat = rows[ROW_MAX][prow], invp = rows[ROW_NPOS][prow];
     double slope = p->denominator == PIXCON_DENOMINATOR_ALL ? exp(s - stat) - invp
                                                             : -invp * sigmoid(stat - s);
     REAL k = (REAL)(2 * g * slope);
-    for (int64_t d = 0; d < p->dim; ++d) c->dz[slice_index(c, prow, d)] += k * c->zf[slice_index(c, prow, d)];
+    for (int64_t d = 0; d < p->dim; ++d) dz[sliced(d)] += k * zf[sliced(d)];
   }
-  for (int64_t d = 0; d < p->dim; ++d)
-    pixcon_store_elem(grad, p->dtype, r * p->dim + d, c->dz[slice_index(c, prow, d)]);
+  for (int64_t d = 0; d < p->dim; ++d) pixcon_store_elem(grad, p->dtype, r * p->dim + d, dz[sliced(d)]);
 }
 
 /* Runs body(prow, r) for every padded row, split over the threads of the region. */

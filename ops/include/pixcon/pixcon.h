@@ -128,8 +128,8 @@ pixcon_isa pixcon_cpu_isa(void);
 pixcon_status pixcon_cpu_set_isa(pixcon_isa isa);
 
 /* The float32 multiply-add rate (2 flops each) the current tier reaches on num_threads threads
- * (<= 0: the OpenMP default) in a register-only loop lasting about `seconds`: the peak that
- * efficiency figures are measured against, in GFLOP/s. */
+ * (<= 0: the OpenMP default) in a register-only loop, the fastest of a few runs lasting about
+ * `seconds` together: the peak that efficiency figures are measured against, in GFLOP/s. */
 double pixcon_cpu_fma_peak_gflops(int num_threads, double seconds);
 int pixcon_cpu_isa_supported(pixcon_isa isa);
 
