@@ -67,6 +67,33 @@ static inline int64_t pixcon_schedule_group_begin(int64_t blocks, int64_t groups
   return g * blocks / groups;
 }
 
+/* Tile pairs in slot k's item of a round (0 for a dummy pair). */
+static inline int64_t pixcon_schedule_item_tiles(int64_t blocks, int64_t groups, int64_t round,
+                                                 int64_t k) {
+  int64_t P, Q;
+  if (!pixcon_schedule_pair(groups, round, k, &P, &Q)) return 0;
+  int64_t np = pixcon_schedule_group_begin(blocks, groups, P + 1) -
+               pixcon_schedule_group_begin(blocks, groups, P);
+  int64_t nq = pixcon_schedule_group_begin(blocks, groups, Q + 1) -
+               pixcon_schedule_group_begin(blocks, groups, Q);
+  return P == Q ? np * (np + 1) / 2 : np * nq;
+}
+
+/* The slot whose item goes k-th in its round: the largest first (ties by slot), so that the
+ * threads take the large items while the round is young and end it together on the small ones.
+ * The items of a round share no rows, so their order changes no result. O(groups^2) <= 256. */
+static inline int64_t pixcon_schedule_slot_by_size(int64_t blocks, int64_t groups, int64_t round,
+                                                   int64_t k) {
+  int64_t slots = pixcon_schedule_slots(groups, round), tiles[PIXCON_SCHEDULE_GROUPS];
+  for (int64_t s = 0; s < slots; ++s) tiles[s] = pixcon_schedule_item_tiles(blocks, groups, round, s);
+  for (int64_t s = 0; s < slots; ++s) {
+    int64_t rank = 0;
+    for (int64_t o = 0; o < slots; ++o) rank += tiles[o] > tiles[s] || (tiles[o] == tiles[s] && o < s);
+    if (rank == k) return s;
+  }
+  return k;
+}
+
 /* Row blocks that an item takes across its column blocks together: each column block then comes
  * from memory once per CHUNK row blocks, not once per row block, while the CHUNK row blocks' data
  * (3 x 96 x D floats each) stay in a 1 MiB L2 up to D = 256. Measured on 2 AVX-512 cores at
