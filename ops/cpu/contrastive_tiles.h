@@ -26,7 +26,8 @@ static inline vreal vabs(vreal x) { return vselect(x < 0, -x, x); }
 
 /* sigmoid(x) and softplus(x) from t = exp(-|x|), stable for every x including -inf. */
 static inline vreal vsigmoid_t(vreal x, vreal t) {
-  return vselect(x >= 0, (REAL)1 / ((REAL)1 + t), t / ((REAL)1 + t));
+  vreal r = (REAL)1 / ((REAL)1 + t); /* one division: they dominate the elementwise cost */
+  return vselect(x >= 0, r, t * r);
 }
 
 static inline vreal vsoftplus_t(vreal x, vreal t) {
@@ -137,13 +138,27 @@ static void tile_lse_cols(const REAL *S, int64_t I0, int64_t J0, int set, tile_r
 
 /* "pair" pass 2, rows i of I: sum over positives p of softplus(NL_i - s_ip) and sigmoid. */
 static void tile_softplus_rows(const REAL *S, int64_t I0, int64_t J0, int diag, tile_rows *t) {
+  enum { NV = PIXCON_TILE / VLANES };
   const REAL *cc = t->r[ROW_CONTRAST_CODE] + J0;
   vreal idx0 = lane_index(), zero = vset1(0);
+  /* each vector's range of contrast codes: rows sorted by label put a row's positives in few of
+   * them, and the others (all terms 0) skip their exponential, logarithm and division */
+  REAL lo[NV], hi[NV];
+  for (int v = 0; v < NV; ++v) {
+    lo[v] = INFINITY;
+    hi[v] = -1;
+    for (int l = 0; l < VLANES; ++l) {
+      REAL code = cc[v * VLANES + l];
+      if (code >= 0 && code < lo[v]) lo[v] = code;
+      if (code > hi[v]) hi[v] = code;
+    }
+  }
   for (int i = 0; i < PIXCON_TILE; ++i) {
     REAL a = t->r[ROW_ANCHOR_CODE][I0 + i], nl = t->r[ROW_MAX][I0 + i];
     if (a < 0 || nl == -INFINITY) continue; /* no negatives: every term is 0 */
     vreal av = vset1(a), nlv = vset1(nl), sp = zero, sg = zero;
     for (int j = 0; j < PIXCON_TILE; j += VLANES) {
+      if (a < lo[j / VLANES] || a > hi[j / VLANES]) continue;
       vmask pos = mask_pos(av, vload(cc + j));
       if (diag) pos &= (idx0 + (REAL)j) != (REAL)i;
       vreal x = nlv - vload(S + i * PIXCON_TILE + j), e = vexp_neg(-vabs(x));
