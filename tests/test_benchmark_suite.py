@@ -202,3 +202,28 @@ def test_plot_efficiency_recounts_rows_and_writes_a_png(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     expected = 100 * cases.kernel_flops("pixcon_pair", n, d, 1, labels.tolist()) / 0.01 / 1e9 / 100.0
     assert f"D = {d}, pair: N = {n}: {expected:.0f} %" in proc.stdout
+
+
+def test_efficiency_is_the_fastest_step_against_the_peak_with_the_median_beside_it(monkeypatch):
+    import pixcon
+    from harness import measure
+
+    monkeypatch.setattr(pixcon, "cpu_peak_gflops", lambda threads, seconds: 100.0)
+    n, d = 200, 16
+    _, labels = cases.make_inputs(n, d, "float32", 0, classes=5)
+    spec = {"impl": "pixcon_all", "n": n, "dim": d, "bags": 1, "device": "cpu"}
+    got = measure._efficiency(spec, [0.04, 0.01, 0.02], labels)
+    flops = cases.kernel_flops("pixcon_all", n, d, 1, labels.tolist())
+    assert got["gflops_kernel"] == pytest.approx(flops / 0.01 / 1e9)
+    assert got["peak_fraction"] == pytest.approx(flops / 0.01 / 1e9 / 100.0)
+    assert got["peak_fraction_median"] == pytest.approx(flops / 0.02 / 1e9 / 100.0)
+
+
+def test_cpu_steal_seconds_reads_proc_stat_where_it_exists():
+    from harness import machine
+
+    steal = machine.cpu_steal_seconds()
+    if not os.path.exists("/proc/stat"):
+        assert steal is None
+    else:
+        assert steal is not None and steal >= 0

@@ -21,6 +21,18 @@ def loadavg() -> Optional[List[float]]:
         return None
 
 
+def cpu_steal_seconds() -> Optional[float]:
+    """CPU time the hypervisor gave to other guests, summed over this machine's CPUs since boot
+    (the steal field of /proc/stat): on a shared virtual machine it grows while a timing is
+    disturbed from outside. None where /proc/stat has no such field."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return float(fields[8]) / os.sysconf("SC_CLK_TCK") if fields[0] == "cpu" and len(fields) > 8 else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def proc_field_bytes(path: str, key: str) -> Optional[float]:
     """The field ``key`` of a ``Key: N kB`` file of /proc (``/proc/meminfo``,
     ``/proc/self/status``) in bytes; None where the file or the field is missing."""
