@@ -181,6 +181,20 @@ def test_label_255_is_an_ordinary_class_with_another_ignore_index():
     assert_close_f64(loss, exp_loss)
 
 
+@pytest.mark.parametrize("scale, offset", [(1, 1000), (10 ** 6, 0), (2 ** 61, 7)],
+                         ids=["offset", "wider-than-bag", "int64-wide"])
+def test_labels_and_image_ids_are_compared_by_value_however_far_apart(scale, offset):
+    """Values within a range no wider than their bag take the relabelling's table, wider ones its
+    sort; both only compare values."""
+    p = make_problem(40, 3, 4, seed=74)
+    moved = torch.where(p.labels == IGNORE, p.labels, p.labels * scale + offset)
+    images = torch.arange(40) // 10
+    loss, valid = pixcon.contrastive_loss(p.embeddings, p.labels, image_ids=images)
+    got, got_valid = pixcon.contrastive_loss(p.embeddings, moved, image_ids=images * scale + offset)
+    assert torch.equal(valid, got_valid)
+    assert torch.equal(loss, got)
+
+
 def test_identical_embeddings_give_finite_loss_and_gradient():
     z = torch.ones(10, 4, dtype=torch.float32) * 0.5
     y = torch.tensor([0, 1] * 5)

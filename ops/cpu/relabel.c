@@ -1,4 +1,6 @@
-/* Dense per-bag label and image codes by sorting each bag's values: O(N log N) time. */
+/* Dense per-bag label and image codes: the rank of each value among its bag's distinct values.
+ * Values within a range no wider than the bag (class labels and image ids usually are) take a
+ * table of the values present and its running count, O(bag rows); others a sort, O(n log n). */
 #include "relabel.h"
 
 #include <stdlib.h>
@@ -26,14 +28,49 @@ static int32_t rank_of(const int64_t *v, int64_t n, int64_t x) {
   return (int32_t)lo;
 }
 
+/* Whether row r takes part: not skipped. */
+static int kept(const int64_t *skip, int64_t skip_value, int64_t r) {
+  return !skip || skip[r] != skip_value;
+}
+
+/* The table path; returns 0 (and writes nothing) when the values span more than end - begin. */
+static int code_bag_dense(const int64_t *values, int64_t begin, int64_t end, const int64_t *skip,
+                          int64_t skip_value, int32_t *codes, int64_t *table) {
+  int64_t lo = INT64_MAX, hi = INT64_MIN;
+  for (int64_t r = begin; r < end; ++r)
+    if (kept(skip, skip_value, r)) {
+      if (values[r] < lo) lo = values[r];
+      if (values[r] > hi) hi = values[r];
+    }
+  if (lo > hi) { /* nothing kept */
+    for (int64_t r = begin; r < end; ++r) codes[r] = -1;
+    return 1;
+  }
+  uint64_t span = (uint64_t)hi - (uint64_t)lo; /* no overflow for any pair of int64 */
+  if (span >= (uint64_t)(end - begin)) return 0;
+  for (uint64_t k = 0; k <= span; ++k) table[k] = 0;
+  for (int64_t r = begin; r < end; ++r)
+    if (kept(skip, skip_value, r)) table[(uint64_t)values[r] - (uint64_t)lo] = 1;
+  int64_t rank = 0;
+  for (uint64_t k = 0; k <= span; ++k) {
+    int64_t present = table[k];
+    table[k] = rank;
+    rank += present;
+  }
+  for (int64_t r = begin; r < end; ++r)
+    codes[r] = kept(skip, skip_value, r) ? (int32_t)table[(uint64_t)values[r] - (uint64_t)lo] : -1;
+  return 1;
+}
+
 static void code_bag(const int64_t *values, int64_t begin, int64_t end, const int64_t *skip,
                      int64_t skip_value, int32_t *codes, int64_t *scratch) {
+  if (code_bag_dense(values, begin, end, skip, skip_value, codes, scratch)) return;
   int64_t n = 0;
   for (int64_t r = begin; r < end; ++r)
-    if (!skip || skip[r] != skip_value) scratch[n++] = values[r];
+    if (kept(skip, skip_value, r)) scratch[n++] = values[r];
   int64_t u = sort_unique(scratch, n);
   for (int64_t r = begin; r < end; ++r)
-    codes[r] = (!skip || skip[r] != skip_value) ? rank_of(scratch, u, values[r]) : -1;
+    codes[r] = kept(skip, skip_value, r) ? rank_of(scratch, u, values[r]) : -1;
 }
 
 void pixcon_relabel(const pixcon_loss_params *p, int32_t *label_codes, int32_t *image_codes,

@@ -8,7 +8,8 @@
 
 /* label_codes[r]: rank of labels[r] among the distinct non-ignored labels of r's bag (-1 for
  * ignored rows); image_codes[r]: rank of image_ids[r] among the bag's image ids (0 when
- * p->image_ids is NULL). sort_scratch holds num_rows int64. O(N log N). */
+ * p->image_ids is NULL). sort_scratch holds num_rows int64. O(N) for values within a range no
+ * wider than their bag, else O(N log N). */
 void pixcon_relabel(const pixcon_loss_params *p, int32_t *label_codes, int32_t *image_codes,
                     int64_t *sort_scratch);
 
