@@ -162,11 +162,10 @@ static int64_t pack_row_codes(tier_ctx *c, int64_t prow) {
   return roles ? r : -1;
 }
 
-/* Packs block k: the codes, then the three copies of z, each written in its own memory order so
- * that every store lands next to the previous one (row by row, two of the copies take strided
- * stores that missed the cache: packing was 4 % of the step at N = 4 225, D = 128). zp comes from
- * the source, za and zf from zp: (REAL) z is z exactly for every input type (float64 input
- * accumulates in double), so they hold the values (REAL)(z / temperature) of the source. */
+/* Packs block k: the codes, then the three copies of z in one pass over the source, an NR x NR
+ * square (NR rows, NR columns) at a time: the square's pieces of zp, za and zf stay in L1 while
+ * it is written, where row by row two of the copies took strided stores that missed the cache
+ * (packing was 4 to 6 % of the step at N = 4 225, D = 128). */
 static void pack_block(tier_ctx *c, int64_t k) {
   const pixcon_loss_params *p = c->p;
   int64_t dp = c->l.dim_pad, first = k * PIXCON_TILE, src[PIXCON_TILE];
@@ -176,32 +175,25 @@ static void pack_block(tier_ctx *c, int64_t k) {
     norm2[t] = 0;
   }
   REAL *zp = c->zp + first * dp; /* TILE / NR panels of dp x NR */
-  for (int q = 0; q < PIXCON_TILE / NR; ++q)
-    for (int64_t d0 = 0; d0 < dp; d0 += NR) /* an NR x NR square at a time, in L1 */
-      for (int j = 0; j < NR; ++j) {
-        int64_t r = src[q * NR + j], end = d0 + NR < p->dim ? d0 + NR : p->dim;
-        REAL *out = zp + (q * dp + d0) * NR + j;
+  REAL *za = c->za + first * dp; /* TILE / MR panels of dp x MR */
+  REAL *zf = c->zf + first * dp; /* dp / NR slices of TILE x NR */
+  for (int t0 = 0; t0 < PIXCON_TILE; t0 += NR)
+    for (int64_t d0 = 0; d0 < dp; d0 += NR)
+      for (int t = t0; t < t0 + NR; ++t) {
+        int64_t r = src[t], end = d0 + NR < p->dim ? d0 + NR : p->dim;
+        REAL *p_out = zp + (t / NR * dp + d0) * NR + t % NR;
+        REAL *a_out = za + (t / MR * dp + d0) * MR + t % MR;
+        REAL *f_out = zf + d0 * PIXCON_TILE + t * NR;
         for (int64_t d = d0; d < d0 + NR; ++d) {
-          REAL z = r >= 0 && d < end
-                       ? (REAL)pixcon_load_elem(p->embeddings, p->dtype, r * p->row_stride + d * p->col_stride)
-                       : 0;
-          out[(d - d0) * NR] = z;
-          norm2[q * NR + j] += (double)z * (double)z;
+          double z = r >= 0 && d < end
+                         ? pixcon_load_elem(p->embeddings, p->dtype, r * p->row_stride + d * p->col_stride)
+                         : 0.0;
+          p_out[(d - d0) * NR] = (REAL)z;
+          a_out[(d - d0) * MR] = f_out[d - d0] = (REAL)(z * inv_t);
+          norm2[t] += (double)(REAL)z * (double)(REAL)z;
         }
       }
   for (int t = 0; t < PIXCON_TILE; ++t) c->rows.r[ROW_SHIFT][first + t] = (REAL)(norm2[t] * inv_t / 2);
-  REAL *za = c->za + first * dp; /* TILE / MR panels of dp x MR */
-  for (int m = 0; m < PIXCON_TILE / MR; ++m)
-    for (int64_t d = 0; d < dp; ++d)
-      for (int i = 0; i < MR; ++i) {
-        int t = m * MR + i;
-        za[(m * dp + d) * MR + i] = (REAL)(zp[(t / NR * dp + d) * NR + t % NR] * inv_t);
-      }
-  REAL *zf = c->zf + first * dp; /* dp / NR slices of TILE x NR */
-  for (int64_t d0 = 0; d0 < dp; d0 += NR)
-    for (int t = 0; t < PIXCON_TILE; ++t)
-      for (int j = 0; j < NR; ++j)
-        zf[d0 * PIXCON_TILE + t * NR + j] = (REAL)(zp[(t / NR * dp + d0 + j) * NR + t % NR] * inv_t);
 }
 
 /* s_ii, for the self pair. */
