@@ -46,7 +46,7 @@ from harness.cases import (BASELINE_OF, CLASSES, IGNORE_FRACTION, IGNORE_INDEX, 
                            TEMPERATURE)
 from harness.gpu_model import GPU_SPECS, model_markdown
 from harness.machine import loadavg, machine_info, proc_field_bytes, resolve_devices
-from harness.report import (add_ratios, headline, print_checks, print_suite_tables,
+from harness.report import (add_ratios, headline, print_checks, print_suite_tables, use_run_peak,
                             write_json)
 from harness.runner import set_omp_wait_policy
 
@@ -228,6 +228,7 @@ def replot(path: str, out_dir: str, plot: bool) -> int:
     with open(path) as f:
         report = json.load(f)
     rows, machine, cfg = report["rows"], report["machine"], report["config"]
+    use_run_peak(rows)
     add_ratios(rows)
     print_suite_tables(rows, headline(rows), machine, cfg["threads"])
     if plot:
@@ -370,6 +371,7 @@ def suite_main(args, parser: argparse.ArgumentParser, command: str) -> int:
     checks = run_checks_isolated(cfg) if preset.checks and not args.no_checks else None
     deadline = t_start + 60.0 * args.max_minutes if args.max_minutes else None
     rows = run_suite(cfg, limit, deadline, not args.no_progress)
+    use_run_peak(rows)
     add_ratios(rows)
     heads = headline(rows)
     machine["loadavg_end"] = loadavg()

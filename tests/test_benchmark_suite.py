@@ -227,3 +227,19 @@ def test_cpu_steal_seconds_reads_proc_stat_where_it_exists():
         assert steal is None
     else:
         assert steal is not None and steal >= 0
+
+
+def test_rows_are_compared_with_the_highest_peak_of_their_tier_and_threads():
+    from harness.report import use_run_peak
+
+    def row(peak, threads=2, isa="avx512"):
+        return {"status": "ok", "cpu_isa": isa, "num_threads": threads, "cpu_peak_gflops": peak,
+                "gflops_kernel": 80.0, "gflops_kernel_median": 60.0}
+
+    rows = [row(100.0), row(50.0), row(40.0, threads=1), {"status": "oom"}]
+    use_run_peak(rows)
+    assert [r["cpu_peak_gflops"] for r in rows[:3]] == [100.0, 100.0, 40.0]
+    assert rows[1]["cpu_peak_gflops_row"] == 50.0
+    assert rows[1]["peak_fraction"] == pytest.approx(0.8)
+    assert rows[1]["peak_fraction_median"] == pytest.approx(0.6)
+    assert rows[2]["peak_fraction"] == pytest.approx(2.0)
