@@ -65,3 +65,32 @@ def test_grouped_schedule_visits_every_tile_pair_once(denominator):
     assert torch.equal(got_valid, want_valid)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(got_z.grad, want_z.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_pair_sweep_over_several_bags_and_images_matches_the_reference_on_any_thread_count(restore_threads):
+    """"pair"'s second sweep runs over the tile pairs of every bag together, in phases by J - I:
+    bags of several blocks, each with two images (rows sorted by image, then label, so a label's
+    positives sit in blocks far apart), agree with the float64 reference, bitwise on 1 and 2
+    threads."""
+    g = torch.Generator().manual_seed(3)
+    n = 2100
+    z = torch.nn.functional.normalize(torch.randn(n, 8, generator=g, dtype=torch.float64), dim=1)
+    y = torch.randint(0, 5, (n,), generator=g)
+    offsets = torch.tensor([0, 700, 1500, n])
+    images = (torch.arange(n) % 2) + 10 * (torch.arange(n) >= 700)
+    want_z = z.clone().requires_grad_()
+    want, want_valid = pixcon.reference.contrastive_loss(want_z, y, offsets, denominator="pair",
+                                                         image_ids=images)
+    want.sum().backward()
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        zz = z.clone().requires_grad_()
+        loss, valid = pixcon.contrastive_loss(zz, y, offsets, denominator="pair", image_ids=images)
+        loss.sum().backward()
+        results.append((loss, valid, zz.grad))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    assert torch.equal(results[0][1], want_valid)
+    torch.testing.assert_close(results[0][0], want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(results[0][2], want_z.grad, rtol=1e-10, atol=1e-12)

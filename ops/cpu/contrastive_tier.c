@@ -47,6 +47,7 @@ typedef struct tier_ctx {
   int64_t *counts; /* per bag, contrast rows per label code (the relabelling's sort scratch) */
   int64_t *perm;   /* the original row of each padded row, -1 for padding (order_bag) */
   int64_t max_rounds;
+  int64_t sweep_span; /* positive_span, for "pair"'s second sweep */
   int fixed_shift; /* pixcon_cpu_fixed_shift() at the call */
 } tier_ctx;
 
@@ -239,10 +240,10 @@ static void widen(int64_t *lo, int64_t *hi, REAL code) {
 }
 
 /* The bounds that decide which of block k's tiles take the fixed shift (fixed_shift_tiles.h). */
-static void bound_block(tier_ctx *c, int64_t k, double bag_shift, int backward) {
+static void bound_block(tier_ctx *c, int64_t k, int64_t bag, double bag_shift, int backward) {
   REAL **rows = c->rows.r;
   pixcon_block_bounds bb = {.shift_max = -INFINITY, .shift_min = INFINITY, .bag_shift = bag_shift,
-                            .image = IMAGE_NONE, .anchor_lo = INT64_MAX, .anchor_hi = -1,
+                            .bag = bag, .image = IMAGE_NONE, .anchor_lo = INT64_MAX, .anchor_hi = -1,
                             .contrast_lo = INT64_MAX, .contrast_hi = -1, .backward_ok = 1};
   int finite = 1;
   for (int64_t prow = k * PIXCON_TILE; prow < (k + 1) * PIXCON_TILE; ++prow) {
@@ -281,7 +282,7 @@ static void prepare_bag(tier_ctx *c, int64_t b, int backward) {
   } else {
     count_positives(c, b);
   }
-  for (int64_t k = begin / PIXCON_TILE; k < end / PIXCON_TILE; ++k) bound_block(c, k, bag_shift, backward);
+  for (int64_t k = begin / PIXCON_TILE; k < end / PIXCON_TILE; ++k) bound_block(c, k, b, bag_shift, backward);
 }
 
 #define FOR_EACH_BAG(c, b, body)                           \
@@ -372,29 +373,43 @@ static void run_rounds(tier_ctx *c, int pass) {
   }
 }
 
-/* "pair"'s second sweep, row block by row block: block I meets every block J of its bag that holds
- * positives of its anchors, in increasing order, and sums into its own rows only. The blocks then
- * need no rounds and the threads share the sweep evenly; in rounds, its few tile pairs near the
- * diagonal kept one thread working while the other waited at each round's barrier. Each tile
- * pair is now computed from both sides, twice the sweep's sum_c n_c^2 D, about 2 % of the step. */
-static void run_softplus_rows(tier_ctx *c) {
+/* The largest J - I of a tile pair I <= J of one bag that holds positives: the sweep's span. */
+static int64_t positive_span(const tier_ctx *c) {
+  int64_t span = 0;
+  for (int64_t b = 0; b < c->p->num_bags; ++b) {
+    int64_t first = c->bag_base[b] / PIXCON_TILE, end = c->bag_base[b + 1] / PIXCON_TILE;
+    for (int64_t I = first; I < end; ++I)
+      for (int64_t J = end - 1; J > I + span; --J)
+        if (tile_has_positives(c->blocks + I, c->blocks + J)) {
+          span = J - I;
+          break;
+        }
+  }
+  return span;
+}
+
+/* "pair"'s second sweep: the tile pairs I <= J that hold positives, each computed once and summed
+ * into both its row blocks, in phases by J - I = delta: phase (delta, h) holds the pairs whose
+ * (I / delta) % 2 == h, so no two of its tiles share a row block, and every row block meets its
+ * partners in the same order whatever the thread count. The pairs of a phase lie all along the
+ * diagonal, so the threads share each phase evenly; rounds of the tournament held only a few of
+ * the sweep's pairs each and kept one thread working while the other waited. 2 span + 1 phases. */
+static void run_softplus_phases(tier_ctx *c, int64_t span) {
   const pixcon_loss_params *p = c->p;
   REAL *S = c->tiles + (int64_t)omp_get_thread_num() * 2 * PIXCON_TILE * PIXCON_TILE;
-  int64_t dp = c->l.dim_pad;
+  int64_t dp = c->l.dim_pad, blocks = c->bag_base[p->num_bags] / PIXCON_TILE;
+  for (int64_t phase = 0; phase < 2 * span + 1; ++phase) {
+    int64_t delta = (phase + 1) / 2, half = (phase + 1) % 2;
 #pragma omp for schedule(dynamic, 1)
-  for (int64_t I = 0; I < c->bag_base[p->num_bags] / PIXCON_TILE; ++I) {
-    int64_t lo_b = 0, hi_b = p->num_bags; /* the bag of block I: last bag whose base <= I */
-    while (hi_b - lo_b > 1) {
-      int64_t mid = (lo_b + hi_b) / 2;
-      if (c->bag_base[mid] <= I * PIXCON_TILE) lo_b = mid;
-      else hi_b = mid;
-    }
-    const pixcon_block_bounds *bi = c->blocks + I;
-    for (int64_t J = c->bag_base[lo_b] / PIXCON_TILE; J < c->bag_base[lo_b + 1] / PIXCON_TILE; ++J) {
-      const pixcon_block_bounds *bj = c->blocks + J;
-      if (!(bi->anchor_lo <= bj->contrast_hi && bj->contrast_lo <= bi->anchor_hi)) continue;
+    for (int64_t I = 0; I < blocks - delta; ++I) {
+      int64_t J = I + delta;
+      if (delta > 0 && (I / delta) % 2 != half) continue;
+      const pixcon_block_bounds *bi = c->blocks + I, *bj = c->blocks + J;
+      int same_bag = delta == 0 || bi->bag == bj->bag;
+      if (!same_bag || !tile_has_positives(bi, bj)) continue;
       tile_similarities(c->za + I * PIXCON_TILE * dp, c->zp + J * PIXCON_TILE * dp, p->dim, dp, S);
-      tile_softplus_rows(S, I * PIXCON_TILE, J * PIXCON_TILE, I == J, &c->rows);
+      tile_softplus_rows(S, I * PIXCON_TILE, J * PIXCON_TILE, delta == 0, &c->rows);
+      if (delta > 0) tile_softplus_cols(S, I * PIXCON_TILE, J * PIXCON_TILE, &c->rows);
     }
   }
 }
@@ -527,7 +542,9 @@ pixcon_status FN(pixcon_cpu_forward)(const pixcon_loss_params *p, void *loss, ui
     run_rounds(c, pair ? PASS_LSE_NEG : PASS_LSE_ALL);
     FOR_EACH_PADDED_ROW(c, prow, r, { (void)r; finish_lse(c, prow); });
     if (pair) {
-      run_softplus_rows(c);
+#pragma omp single
+      c->sweep_span = positive_span(c);
+      run_softplus_phases(c, c->sweep_span);
       FOR_EACH_PADDED_ROW(c, prow, r, { (void)r; finish_softplus(c, prow); });
     }
     FOR_EACH_PADDED_ROW(c, prow, r,

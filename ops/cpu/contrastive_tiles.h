@@ -170,6 +170,26 @@ static void tile_softplus_rows(const REAL *S, int64_t I0, int64_t J0, int diag, 
   }
 }
 
+/* "pair" pass 2, rows j of J over rows i of I (off-diagonal tiles). */
+static void tile_softplus_cols(const REAL *S, int64_t I0, int64_t J0, tile_rows *t) {
+  vreal zero = vset1(0);
+  for (int j = 0; j < PIXCON_TILE; j += VLANES) {
+    vreal av = vload(t->r[ROW_ANCHOR_CODE] + J0 + j), nlv = vload(t->r[ROW_MAX] + J0 + j);
+    if (hmax(av) < 0) continue;
+    vreal sp = zero, sg = zero;
+    for (int i = 0; i < PIXCON_TILE; ++i) {
+      REAL c = t->r[ROW_CONTRAST_CODE][I0 + i];
+      if (c < 0) continue;
+      vmask pos = mask_pos(vset1(c), av);
+      vreal x = nlv - vload(S + i * PIXCON_TILE + j), e = vexp_neg(-vabs(x));
+      sp += vselect(pos, vsoftplus_t(x, e), zero);
+      sg += vselect(pos, vsigmoid_t(x, e), zero);
+    }
+    vstore(t->r[ROW_POS] + J0 + j, vload(t->r[ROW_POS] + J0 + j) + sp);
+    vstore(t->r[ROW_SIG] + J0 + j, vload(t->r[ROW_SIG] + J0 + j) + sg);
+  }
+}
+
 /* dl_i/ds_ij for anchor lanes against contrast codes, vectorised either way round:
  * "all":  [j in P u N] exp(s - LSE_i) - [j in P] / |P(i)|
  * "pair": [j in N] W_i exp(s - NL_i) - [j in P] sigmoid(NL_i - s) / |P(i)|

@@ -44,6 +44,7 @@ enum pixcon_row_vector { ROWV_FIXED, ROWV_POS, ROWV_NUM_ARRAYS };
 typedef struct pixcon_block_bounds {
   double shift_max, shift_min; /* of a_i over the block's rows (NaN if one is not finite) */
   double bag_shift;            /* G of the block's bag */
+  int64_t bag;                 /* the bag it belongs to */
   int64_t image;               /* the image code every row of the block shares, or -1 */
   int64_t anchor_lo, anchor_hi;     /* range of the anchors' label codes (empty: lo > hi) */
   int64_t contrast_lo, contrast_hi; /* range of the contrast rows' label codes */
