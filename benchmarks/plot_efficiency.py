@@ -5,9 +5,9 @@
 One panel per D, one line per denominator; with ``--before``, that run's rows dashed. Every
 row's flops are recounted with the current ``cases.kernel_flops`` on the labels the suite drew
 (same seed and classes), so runs taken under an older count plot on the same scale; each row's
-time is its fastest timed run (the median where a file lacks it) and its peak the one its own
-worker measured, the fastest of that peak's runs. The acceptance lines of the efficiency work (80 %, and
-70 % at N = 4 225) are drawn for reference.
+time is its fastest timed run (the median where a file lacks it) and its peak the one in the row
+(the highest of its run for files the suite writes now). The acceptance lines of the efficiency
+work (80 %, and 70 % at N = 4 225) are drawn for reference.
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ def cpu_steal_seconds() -> Optional[float]:
     try:
         with open("/proc/stat") as f:
             fields = f.readline().split()
-        return float(fields[8]) / os.sysconf("SC_CLK_TCK") if fields[0] == "cpu" and len(fields) > 8 else None
+        if fields[0] != "cpu" or len(fields) <= 8:
+            return None
+        return float(fields[8]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
 

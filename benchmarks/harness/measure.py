@@ -95,6 +95,7 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     steal_before = cpu_steal_seconds()
     warm, times, (loss_sum, valid) = _timed_runs(step, z, y, spec, cuda)
     steal_after = cpu_steal_seconds()
+    stolen = None if steal_before is None or steal_after is None else steal_after - steal_before
     peak = memory.peak_bytes()
     med = statistics.median(times)
     return {
@@ -106,7 +107,7 @@ def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
         "warmup_times_s": warm,
         "runs": len(times),
         # CPU seconds the hypervisor gave to other guests during the timed runs (all CPUs)
-        "steal_s": None if steal_before is None or steal_after is None else steal_after - steal_before,
+        "steal_s": stolen,
         "peak_bytes": peak,
         "memory_method": memory.method,
         "gflops_nominal": nominal_flops(n, d, bags) / med / 1e9,

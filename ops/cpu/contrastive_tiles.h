@@ -26,7 +26,7 @@ static inline vreal vabs(vreal x) { return vselect(x < 0, -x, x); }
 
 /* sigmoid(x) and softplus(x) from t = exp(-|x|), stable for every x including -inf. */
 static inline vreal vsigmoid_t(vreal x, vreal t) {
-  vreal r = (REAL)1 / ((REAL)1 + t); /* one division: they dominate the elementwise cost */
+  vreal r = (REAL)1 / ((REAL)1 + t); /* one division instead of two */
   return vselect(x >= 0, r, t * r);
 }
 

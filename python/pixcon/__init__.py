@@ -67,8 +67,9 @@ def set_cpu_isa(name: str | None) -> None:
 def cpu_peak_gflops(threads: int | None = None, seconds: float = 0.25) -> float:
     """The float32 multiply-add rate (2 flops each, in GFLOP/s) that the current CPU tier reaches
     on ``threads`` threads (None: torch's thread count) in a register-only loop, the fastest of a
-    few runs lasting about ``seconds`` together (a run another process disturbs is only slower): the peak that the loss benchmark's efficiency is a fraction of, measured in the
-    same run on the same cores."""
+    few runs lasting about ``seconds`` together (a run another process disturbs is only slower):
+    the peak that the loss benchmark's efficiency is a fraction of, measured in the same run on
+    the same cores."""
     peak = _lib.pixcon_cpu_fma_peak_gflops
     peak.restype = ctypes.c_double
     peak.argtypes = (ctypes.c_int, ctypes.c_double)
