@@ -268,7 +268,8 @@ static void bound_block(tier_ctx *c, int64_t k, int64_t bag, double bag_shift, i
   REAL **rows = c->rows.r;
   pixcon_block_bounds bb = {.shift_max = -INFINITY, .shift_min = INFINITY, .bag_shift = bag_shift,
                             .bag = bag, .image = IMAGE_NONE, .anchor_lo = INT64_MAX, .anchor_hi = -1,
-                            .contrast_lo = INT64_MAX, .contrast_hi = -1, .backward_ok = 1};
+                            .contrast_lo = INT64_MAX, .contrast_hi = -1, .backward_ok = 1,
+                            .live = 0};
   int finite = 1;
   for (int64_t prow = k * PIXCON_TILE; prow < (k + 1) * PIXCON_TILE; ++prow) {
     double a = rows[ROW_SHIFT][prow];
@@ -278,6 +279,7 @@ static void bound_block(tier_ctx *c, int64_t k, int64_t bag, double bag_shift, i
     widen(&bb.anchor_lo, &bb.anchor_hi, rows[ROW_ANCHOR_CODE][prow]);
     widen(&bb.contrast_lo, &bb.contrast_hi, rows[ROW_CONTRAST_CODE][prow]);
     if (rows[ROW_ANCHOR_CODE][prow] >= 0 || rows[ROW_CONTRAST_CODE][prow] >= 0) {
+      bb.live = prow - k * PIXCON_TILE + 1;
       int64_t image = (int64_t)rows[ROW_IMAGE_CODE][prow];
       bb.image = bb.image == IMAGE_NONE || bb.image == image ? image : IMAGE_MIXED;
     }
@@ -315,37 +317,46 @@ static void prepare_bag(tier_ctx *c, int64_t b, int backward) {
     for (int64_t b = 0; b < (c)->p->num_bags; ++b) body;   \
   } while (0)
 
+static int round_up(int64_t n, int to) { return (int)((n + to - 1) / to * to); }
+
+/* The corner of a tile that the fixed-shift path computes: the rows of block I up to its last live
+ * row, in whole micro-tiles (MR), and as many columns of block J, in whole panels (NR) that also
+ * cover its live rows in whole micro-tiles, as the second tile_accumulate reads them. */
+static int corner_rows(const pixcon_block_bounds *b) { return round_up(b->live, MR); }
+static int corner_cols(const pixcon_block_bounds *b) { return round_up(round_up(b->live, MR), NR); }
+
 static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S, REAL *C) {
   int64_t dp = c->l.dim_pad;
   int diag = I0 == J0;
   int set = c->p->denominator == PIXCON_DENOMINATOR_ALL ? LSE_ALL : LSE_NEG;
   const pixcon_block_bounds *bi = c->blocks + I0 / PIXCON_TILE, *bj = c->blocks + J0 / PIXCON_TILE;
   int fixed = c->fixed_shift && tile_fixed_ok(bi, bj);
+  if (pass == PASS_GRAD) fixed &= bi->backward_ok && bj->backward_ok;
   int positives = tile_has_positives(bi, bj);
-  tile_similarities(c->za + I0 * dp, c->zp + J0 * dp, c->p->dim, dp, S);
+  /* the general path reads the whole tile */
+  int m = fixed ? corner_rows(bi) : PIXCON_TILE, n = fixed ? corner_cols(bj) : PIXCON_TILE;
+  tile_similarities(c->za + I0 * dp, c->zp + J0 * dp, c->p->dim, dp, m, n, S);
   switch (pass) {
     case PASS_LSE_ALL:
     case PASS_LSE_NEG:
       if (fixed) { /* constant flags, so each variant compiles without the others' masks */
-        if (diag) tile_fixed_lse(S, I0, J0, set, 1, 1, &c->rows);
-        else if (positives) tile_fixed_lse(S, I0, J0, set, 1, 0, &c->rows);
-        else tile_fixed_lse(S, I0, J0, set, 0, 0, &c->rows);
+        if (diag) tile_fixed_lse(S, I0, J0, set, 1, 1, m, n, &c->rows);
+        else if (positives) tile_fixed_lse(S, I0, J0, set, 1, 0, m, n, &c->rows);
+        else tile_fixed_lse(S, I0, J0, set, 0, 0, m, n, &c->rows);
         break;
       }
       tile_lse_rows(S, I0, J0, diag, set, &c->rows);
       if (!diag) tile_lse_cols(S, I0, J0, set, &c->rows);
       break;
     default:
-      if (fixed && bi->backward_ok && bj->backward_ok && diag)
-        tile_fixed_grad_weights(S, I0, J0, set, 1, 1, &c->rows, C);
-      else if (fixed && bi->backward_ok && bj->backward_ok && positives)
-        tile_fixed_grad_weights(S, I0, J0, set, 1, 0, &c->rows, C);
-      else if (fixed && bi->backward_ok && bj->backward_ok)
-        tile_fixed_grad_weights(S, I0, J0, set, 0, 0, &c->rows, C);
-      else
-        tile_grad_weights(S, I0, J0, diag, set, &c->rows, C);
-      tile_accumulate(C, PIXCON_TILE, 1, c->zf + J0 * dp, dp, c->dz + I0 * dp);
-      if (!diag) tile_accumulate(C, 1, PIXCON_TILE, c->zf + I0 * dp, dp, c->dz + J0 * dp);
+      if (fixed && diag) tile_fixed_grad_weights(S, I0, J0, set, 1, 1, m, n, &c->rows, C);
+      else if (fixed && positives) tile_fixed_grad_weights(S, I0, J0, set, 1, 0, m, n, &c->rows, C);
+      else if (fixed) tile_fixed_grad_weights(S, I0, J0, set, 0, 0, m, n, &c->rows, C);
+      else tile_grad_weights(S, I0, J0, diag, set, &c->rows, C);
+      tile_accumulate(C, PIXCON_TILE, 1, c->zf + J0 * dp, dp, m, n, c->dz + I0 * dp);
+      if (!diag)
+        tile_accumulate(C, 1, PIXCON_TILE, c->zf + I0 * dp, dp, fixed ? corner_rows(bj) : n, m,
+                        c->dz + J0 * dp);
       break;
   }
 }
@@ -431,7 +442,8 @@ static void run_softplus_phases(tier_ctx *c, int64_t span) {
       const pixcon_block_bounds *bi = c->blocks + I, *bj = c->blocks + J;
       int same_bag = delta == 0 || bi->bag == bj->bag;
       if (!same_bag || !tile_has_positives(bi, bj)) continue;
-      tile_similarities(c->za + I * PIXCON_TILE * dp, c->zp + J * PIXCON_TILE * dp, p->dim, dp, S);
+      tile_similarities(c->za + I * PIXCON_TILE * dp, c->zp + J * PIXCON_TILE * dp, p->dim, dp,
+                        corner_rows(bi), corner_cols(bj), S); /* the softplus loops stay in it */
       tile_softplus_rows(S, I * PIXCON_TILE, J * PIXCON_TILE, delta == 0, &c->rows);
       if (delta > 0) tile_softplus_cols(S, I * PIXCON_TILE, J * PIXCON_TILE, &c->rows);
     }

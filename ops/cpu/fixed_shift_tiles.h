@@ -47,21 +47,22 @@ static inline void vadd_to(REAL *p, vreal x) { vstore(p, vload(p) + x); }
  * positive sums (ROWV_POS and ROW_POS). The roles live in q (0 for rows that are no contrast
  * row) and in the codes; a row that is no anchor gathers sums nobody reads. Without positives
  * in the tile (tile_has_positives) the masks drop out. A diagonal tile (I0 == J0) holds both
- * orientations of its pairs: rows only, the self pair left out (it is added per row). */
+ * orientations of its pairs: rows only, the self pair left out (it is added per row). Only the
+ * corner of rows x cols of S is read: the rows and columns past it enter nothing. */
 static inline void tile_fixed_lse(const REAL *S, int64_t I0, int64_t J0, int set, int positives,
-                                  int diag, tile_rows *t) {
+                                  int diag, int rows, int cols, tile_rows *t) {
   enum { NV = PIXCON_TILE / VLANES };
   REAL **r = t->r;
   const REAL *aJ = r[ROW_SHIFT] + J0, *qJ = r[ROW_WEIGHT] + J0;
   const REAL *contrastJ = r[ROW_CONTRAST_CODE] + J0, *anchorJ = r[ROW_ANCHOR_CODE] + J0;
   vreal zero = vset1(0), idx0 = lane_index(), csum[NV], cpos[NV];
   for (int v = 0; v < NV; ++v) csum[v] = cpos[v] = zero;
-  for (int i = 0; i < PIXCON_TILE; ++i) {
+  for (int i = 0; i < rows; ++i) {
     int64_t row = I0 + i;
     REAL ai = r[ROW_SHIFT][row], qi = diag ? 0 : r[ROW_WEIGHT][row];
     vreal anchor = vset1(r[ROW_ANCHOR_CODE][row]), contrast = vset1(r[ROW_CONTRAST_CODE][row]);
     vreal rsum = zero, rpos = zero;
-    for (int v = 0; v < NV; ++v) {
+    for (int v = 0; v < cols / VLANES; ++v) {
       int j = v * VLANES;
       vreal s = vload(S + i * PIXCON_TILE + j);
       vreal e = vexp_bounded(s - (vload(aJ + j) + ai));
@@ -89,7 +90,7 @@ static inline void tile_fixed_lse(const REAL *S, int64_t I0, int64_t J0, int set
     vadd_to(t->v[ROWV_FIXED] + row * ROWV_STRIDE, rsum);
     if (set == LSE_ALL && positives) vadd_to(t->v[ROWV_POS] + row * ROWV_STRIDE, rpos);
   }
-  for (int v = 0; v < NV && !diag; ++v) {
+  for (int v = 0; v < cols / VLANES && !diag; ++v) {
     vadd_to(r[ROW_FIXED] + J0 + v * VLANES, csum[v]);
     if (set == LSE_ALL && positives) vadd_to(r[ROW_POS] + J0 + v * VLANES, cpos[v]);
   }
@@ -110,21 +111,23 @@ static inline vreal positive_pull(vmask pos, vreal beta, vreal stat, vreal s) {
 
 /* Backward: C[i][j] = g_i a_ij + g_j a_ji as tile_grad_weights, from one exponential per pair:
  * "all":  E (alpha_i q_j + alpha_j q_i) - [j in P(i)] beta_i - [i in P(j)] beta_j
- * "pair": E ([j in N(i)] alpha_i q_j + [i in N(j)] alpha_j q_i) - positives' sigmoid terms. */
+ * "pair": E ([j in N(i)] alpha_i q_j + [i in N(j)] alpha_j q_i) - positives' sigmoid terms.
+ * Over the rows x cols corner of S only, which is all that tile_accumulate reads of C. */
 static inline void tile_fixed_grad_weights(const REAL *S, int64_t I0, int64_t J0, int set,
-                                           int positives, int diag, tile_rows *t, REAL *C) {
+                                           int positives, int diag, int rows, int cols,
+                                           tile_rows *t, REAL *C) {
   REAL **r = t->r;
   const REAL *aJ = r[ROW_SHIFT] + J0, *qJ = r[ROW_WEIGHT] + J0, *alphaJ = r[ROW_ALPHA] + J0;
   const REAL *betaJ = r[ROW_BETA] + J0, *statJ = r[ROW_MAX] + J0;
   const REAL *contrastJ = r[ROW_CONTRAST_CODE] + J0, *anchorJ = r[ROW_ANCHOR_CODE] + J0;
   vreal zero = vset1(0), idx0 = lane_index();
-  for (int i = 0; i < PIXCON_TILE; ++i) {
+  for (int i = 0; i < rows; ++i) {
     int64_t row = I0 + i;
     REAL ai = r[ROW_SHIFT][row], qi = r[ROW_WEIGHT][row], alphai = r[ROW_ALPHA][row];
     vreal betai = vset1(r[ROW_BETA][row]), stati = vset1(r[ROW_MAX][row]);
     vreal anchor = vset1(r[ROW_ANCHOR_CODE][row]), contrast = vset1(r[ROW_CONTRAST_CODE][row]);
     REAL *crow = C + i * PIXCON_TILE;
-    for (int j = 0; j < PIXCON_TILE; j += VLANES) {
+    for (int j = 0; j < cols; j += VLANES) {
       vreal s = vload(S + i * PIXCON_TILE + j);
       vreal e = vexp_bounded(s - (vload(aJ + j) + ai));
       vreal row_w = alphai * vload(qJ + j), col_w = vload(alphaJ + j) * qi;

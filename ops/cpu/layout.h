@@ -46,6 +46,7 @@ typedef struct pixcon_block_bounds {
   double bag_shift;            /* G of the block's bag */
   int64_t bag;                 /* the bag it belongs to */
   int64_t image;               /* the image code every row of the block shares, or -1 */
+  int64_t live;                /* rows up to the last one with a role: the rest enter nothing */
   int64_t anchor_lo, anchor_hi;     /* range of the anchors' label codes (empty: lo > hi) */
   int64_t contrast_lo, contrast_hi; /* range of the contrast rows' label codes */
   int backward_ok;             /* backward: every ROW_ALPHA and ROW_BETA of the block in range */
