@@ -44,6 +44,8 @@ typedef struct tier_ctx {
   pixcon_block_bounds *blocks;
   int32_t *label_codes, *image_codes;
   int64_t *bag_base, *prefix;
+  int64_t *progress;  /* per bag and group: items done in the current pass (run_rounds) */
+  int64_t next_item;  /* the next item of the pass to hand out, over all rounds */
   int64_t *counts; /* per bag, contrast rows per label code (the relabelling's sort scratch) */
   int64_t *perm;   /* the original row of each padded row, -1 for padding (order_bag) */
   int64_t max_rounds;
@@ -107,6 +109,7 @@ static pixcon_status ctx_init(tier_ctx *c, const pixcon_loss_params *p, void *wo
   c->image_codes = c->label_codes + p->num_rows;
   c->bag_base = (int64_t *)(base + c->l.off_bagbase);
   c->prefix = (int64_t *)(base + c->l.off_prefix);
+  c->progress = (int64_t *)(base + c->l.off_progress);
   c->counts = (int64_t *)(base + c->l.off_sort);
   c->perm = (int64_t *)(base + c->l.off_perm);
   pixcon_relabel(p, c->label_codes, c->image_codes, c->counts);
@@ -379,33 +382,72 @@ static void process_groups(tier_ctx *c, int pass, int64_t b, int64_t P, int64_t 
   }
 }
 
-/* Every tile pair (I <= J) of every bag once, round by round over groups of blocks (see
- * schedule.h). Called by all threads of the enclosing parallel region. */
+/* Waits until group g of bag b has done `items` items (another thread is finishing the last). */
+static void wait_for_group(const tier_ctx *c, int64_t b, int64_t g, int64_t items) {
+  const int64_t *done = c->progress + b * PIXCON_SCHEDULE_GROUPS + g;
+  while (__atomic_load_n(done, __ATOMIC_ACQUIRE) < items) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+/* The items of one round over all bags: each thread's prefix of the bags' slots. */
+static int64_t round_prefix(const tier_ctx *c, int64_t round, int64_t *prefix) {
+  prefix[0] = 0;
+  for (int64_t b = 0; b < c->p->num_bags; ++b)
+    prefix[b + 1] = prefix[b] + pixcon_schedule_slots(bag_groups(c, b), round);
+  return prefix[c->p->num_bags];
+}
+
+/* Item k of a round: its bag's groups P <= Q run once both have done their earlier rounds' items
+ * (schedule.h), then tell the items of later rounds that they have. */
+static void run_item(tier_ctx *c, int pass, int64_t round, int64_t k, const int64_t *prefix,
+                     REAL *S, REAL *C) {
+  int64_t lo_b = 0, hi_b = c->p->num_bags; /* last bag whose prefix <= k */
+  while (hi_b - lo_b > 1) {
+    int64_t mid = (lo_b + hi_b) / 2;
+    if (prefix[mid] <= k) lo_b = mid;
+    else hi_b = mid;
+  }
+  int64_t P, Q, blocks = bag_blocks(c, lo_b), groups = bag_groups(c, lo_b);
+  int64_t slot = pixcon_schedule_slot_by_size(blocks, groups, round, k - prefix[lo_b]);
+  if (!pixcon_schedule_pair(groups, round, slot, &P, &Q)) return;
+  int64_t need_p = pixcon_schedule_items_before(groups, round, P);
+  int64_t need_q = pixcon_schedule_items_before(groups, round, Q);
+  wait_for_group(c, lo_b, P, need_p);
+  wait_for_group(c, lo_b, Q, need_q);
+  process_groups(c, pass, lo_b, P, Q, S, C);
+  int64_t *done = c->progress + lo_b * PIXCON_SCHEDULE_GROUPS;
+  __atomic_store_n(done + P, need_p + 1, __ATOMIC_RELEASE);
+  if (Q != P) __atomic_store_n(done + Q, need_q + 1, __ATOMIC_RELEASE);
+}
+
+/* Every tile pair (I <= J) of every bag once, in the rounds of schedule.h, handed out one item at a
+ * time in round order with no barrier between rounds. Items are taken in increasing order, so the
+ * earliest unfinished one always has its predecessors done: no thread waits forever. Called by all
+ * threads of the enclosing parallel region. */
 static void run_rounds(tier_ctx *c, int pass) {
   const pixcon_loss_params *p = c->p;
   REAL *S = c->tiles + (int64_t)omp_get_thread_num() * 2 * PIXCON_TILE * PIXCON_TILE;
   REAL *C = S + PIXCON_TILE * PIXCON_TILE;
-  /* each thread builds the round's work prefix itself: one barrier per round, not two */
   int64_t *prefix = c->prefix + (int64_t)omp_get_thread_num() * (p->num_bags + 1);
-  for (int64_t round = 0; round < c->max_rounds; ++round) {
-    prefix[0] = 0;
-    for (int64_t b = 0; b < p->num_bags; ++b)
-      prefix[b + 1] = prefix[b] + pixcon_schedule_slots(bag_groups(c, b), round);
-    int64_t total = prefix[p->num_bags];
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < total; ++item) {
-      int64_t lo_b = 0, hi_b = p->num_bags; /* last bag whose prefix <= item */
-      while (hi_b - lo_b > 1) {
-        int64_t mid = (lo_b + hi_b) / 2;
-        if (prefix[mid] <= item) lo_b = mid;
-        else hi_b = mid;
-      }
-      int64_t P, Q, blocks = bag_blocks(c, lo_b), groups = bag_groups(c, lo_b);
-      int64_t slot = pixcon_schedule_slot_by_size(blocks, groups, round, item - prefix[lo_b]);
-      if (!pixcon_schedule_pair(groups, round, slot, &P, &Q)) continue;
-      process_groups(c, pass, lo_b, P, Q, S, C);
-    }
+#pragma omp single
+  {
+    for (int64_t k = 0; k < p->num_bags * PIXCON_SCHEDULE_GROUPS; ++k) c->progress[k] = 0;
+    c->next_item = 0;
   }
+  int64_t round = -1, first = 0, end = 0; /* the items of `round` are [first, end) */
+  for (;;) {
+    int64_t item = __atomic_fetch_add(&c->next_item, 1, __ATOMIC_RELAXED);
+    while (item >= end && round + 1 < c->max_rounds) {
+      first = end;
+      end += round_prefix(c, ++round, prefix);
+    }
+    if (item >= end) break;
+    run_item(c, pass, round, item - first, prefix, S, C);
+  }
+#pragma omp barrier
 }
 
 /* The largest J - I of a tile pair I <= J of one bag that holds positives: the sweep's span. */

@@ -6,6 +6,9 @@
  * and each row's accumulation order is fixed: results do not depend on the thread count.
  * Round 0 holds the diagonal tiles; rounds 1..n'-1 the off-diagonal ones (n' = blocks rounded
  * up to even; a pair with the dummy block n' - 1 >= blocks is skipped).
+ * Rounds need not wait for each other as a whole: an item waits only for its two groups' items of
+ * the earlier rounds (pixcon_schedule_items_before), so a thread whose round is done moves on
+ * while the other finishes its last item.
  * The tournament runs over groups of consecutive blocks: one thread does every tile pair of two
  * groups in a fixed order, so each row block it brings into cache serves `group` tiles instead of
  * one. The group size depends only on the bag's size, never on the threads.
@@ -92,6 +95,15 @@ static inline int64_t pixcon_schedule_slot_by_size(int64_t blocks, int64_t group
     if (rank == k) return s;
   }
   return k;
+}
+
+/* Items with group g in rounds before `round`: one per round, but for the round in which g sits
+ * out, which an odd number of groups gives each of them once (round g + 1, when the fixed team of
+ * the circle is the dummy). An item may start once both its groups have done this many: the
+ * rounds then need no barrier between them, and each group still meets its partners in round
+ * order. */
+static inline int64_t pixcon_schedule_items_before(int64_t groups, int64_t round, int64_t g) {
+  return round - ((groups & 1) && g + 1 < round);
 }
 
 /* Row blocks that an item takes across its column blocks together: each column block then comes
