@@ -216,3 +216,25 @@ def test_large_similarities_do_not_overflow(dtype):
         assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
         exp_loss, _, _ = reference_loss_and_grad(p, temperature=0.01, denominator=den)
         torch.testing.assert_close(loss, exp_loss.float(), rtol=1e-3, atol=1e-3 * float(exp_loss.abs().max()))
+
+
+@pytest.mark.parametrize("denominator", ["all", "pair"])
+@pytest.mark.parametrize("n, ignored_tail", [(481, 0), (4225, 0), (700, 150)])
+def test_rows_past_a_blocks_last_live_row_change_nothing(denominator, n, ignored_tail):
+    """Tiles stop at their blocks' last row with a role: one row in a bag's last block of 96
+    (481, 4 225 = 44 x 96 + 1), or a last block of ignored rows only (its ignored rows sort last),
+    agree with the float64 reference, and the ignored rows get no gradient."""
+    g = torch.Generator().manual_seed(n)
+    z = torch.nn.functional.normalize(torch.randn(n, 8, generator=g, dtype=torch.float64), dim=1)
+    y = torch.randint(0, 9, (n,), generator=g)
+    y[n - ignored_tail:] = -100
+    got_z, want_z = z.clone().requires_grad_(), z.clone().requires_grad_()
+    got, got_valid = pixcon.contrastive_loss(got_z, y, ignore_index=-100, denominator=denominator)
+    want, want_valid = pixcon.reference.contrastive_loss(want_z, y, ignore_index=-100,
+                                                         denominator=denominator)
+    got.sum().backward()
+    want.sum().backward()
+    assert torch.equal(got_valid, want_valid)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got_z.grad, want_z.grad, rtol=1e-10, atol=1e-12)
+    assert torch.count_nonzero(got_z.grad[n - ignored_tail:]) == 0

@@ -94,3 +94,53 @@ def test_pair_sweep_over_several_bags_and_images_matches_the_reference_on_any_th
     assert torch.equal(results[0][1], want_valid)
     torch.testing.assert_close(results[0][0], want, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(results[0][2], want_z.grad, rtol=1e-10, atol=1e-12)
+
+
+def _bags_of_odd_and_even_group_counts():
+    """Bags of 5, 7, 16 and 34 blocks of 96 rows (the last ones partly filled): 5 and 7 groups
+    have a round in which each group sits out, 16 and 34 blocks have 16 groups; one bag holds
+    two images."""
+    g = torch.Generator().manual_seed(4)
+    sizes = [480, 662, 1536, 3214]
+    n = sum(sizes)
+    z = torch.nn.functional.normalize(torch.randn(n, 8, generator=g, dtype=torch.float64), dim=1)
+    y = torch.randint(0, 6, (n,), generator=g)
+    offsets = torch.tensor([0] + sizes).cumsum(0)
+    images = torch.zeros(n, dtype=torch.int64)
+    images[480:1142] = torch.arange(662) % 2
+    return z, y, offsets, images
+
+
+@pytest.mark.parametrize("denominator", ["all", "pair"])
+def test_rounds_without_barriers_give_the_same_bits_on_any_thread_count(denominator, restore_threads):
+    """Items of later rounds start while earlier ones run, each waiting only for its two groups:
+    1, 2, 3 and 8 threads (more than the cores of a small machine) give the same bits."""
+    z, y, offsets, images = _bags_of_odd_and_even_group_counts()
+    results = []
+    for threads in (1, 2, 3, 8):
+        torch.set_num_threads(threads)
+        zz = z.float().requires_grad_()
+        loss, valid = pixcon.contrastive_loss(zz, y, offsets, denominator=denominator,
+                                              image_ids=images)
+        loss.sum().backward()
+        results.append((loss, valid, zz.grad))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("denominator", ["all", "pair"])
+def test_rounds_without_barriers_visit_every_tile_pair_once(denominator, restore_threads):
+    """The same bags on 3 threads match the float64 reference that builds the matrices."""
+    z, y, offsets, images = _bags_of_odd_and_even_group_counts()
+    torch.set_num_threads(3)
+    got_z, want_z = z.clone().requires_grad_(), z.clone().requires_grad_()
+    got, got_valid = pixcon.contrastive_loss(got_z, y, offsets, denominator=denominator,
+                                             image_ids=images)
+    want, want_valid = pixcon.reference.contrastive_loss(want_z, y, offsets,
+                                                         denominator=denominator, image_ids=images)
+    got.sum().backward()
+    want.sum().backward()
+    assert torch.equal(got_valid, want_valid)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got_z.grad, want_z.grad, rtol=1e-10, atol=1e-12)

@@ -6,6 +6,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <sched.h>
 #include <stdint.h>
 
 #include "../common/convert.h"
@@ -382,10 +383,16 @@ static void process_groups(tier_ctx *c, int pass, int64_t b, int64_t P, int64_t 
   }
 }
 
-/* Waits until group g of bag b has done `items` items (another thread is finishing the last). */
+/* Waits until group g of bag b has done `items` items (another thread is finishing the last).
+ * Spins briefly, then yields the core: with more threads than cores the thread being waited for
+ * may be the one not running (8 threads on 2 cores ran 5 times slower on spinning alone). */
 static void wait_for_group(const tier_ctx *c, int64_t b, int64_t g, int64_t items) {
   const int64_t *done = c->progress + b * PIXCON_SCHEDULE_GROUPS + g;
-  while (__atomic_load_n(done, __ATOMIC_ACQUIRE) < items) {
+  for (int spins = 0; __atomic_load_n(done, __ATOMIC_ACQUIRE) < items; ++spins) {
+    if (spins >= 256) {
+      sched_yield();
+      continue;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
