@@ -45,7 +45,7 @@ typedef struct tier_ctx {
   pixcon_block_bounds *blocks;
   int32_t *label_codes, *image_codes;
   int64_t *bag_base, *prefix;
-  int64_t *progress;  /* per bag and group: items done in the current pass (run_rounds) */
+  int64_t *progress;  /* per group, from its bag's first block on: items done in this pass */
   int64_t next_item;  /* the next item of the pass to hand out, over all rounds */
   int64_t *counts; /* per bag, contrast rows per label code (the relabelling's sort scratch) */
   int64_t *perm;   /* the original row of each padded row, -1 for padding (order_bag) */
@@ -173,15 +173,18 @@ static int64_t pack_row_codes(tier_ctx *c, int64_t prow) {
 static void load_slice(const tier_ctx *c, const int64_t *src, int64_t d0, REAL rows[][NR]) {
   const pixcon_loss_params *p = c->p;
   int64_t end = d0 + NR < p->dim ? d0 + NR : p->dim > d0 ? p->dim : d0;
-  int same_type = p->dtype == (REAL_IS_DOUBLE ? PIXCON_FLOAT64 : PIXCON_FLOAT32) && p->col_stride == 1;
+  int same_type =
+      p->dtype == (REAL_IS_DOUBLE ? PIXCON_FLOAT64 : PIXCON_FLOAT32) && p->col_stride == 1;
   for (int t = 0; t < PIXCON_TILE; ++t) {
     int64_t r = src[t], d = d0;
     if (r >= 0 && same_type) {
-      memcpy(rows[t], (const REAL *)p->embeddings + r * p->row_stride + d0, (size_t)(end - d0) * sizeof(REAL));
+      memcpy(rows[t], (const REAL *)p->embeddings + r * p->row_stride + d0,
+             (size_t)(end - d0) * sizeof(REAL));
       d = end;
     }
     for (; r >= 0 && d < end; ++d)
-      rows[t][d - d0] = (REAL)pixcon_load_elem(p->embeddings, p->dtype, r * p->row_stride + d * p->col_stride);
+      rows[t][d - d0] =
+          (REAL)pixcon_load_elem(p->embeddings, p->dtype, r * p->row_stride + d * p->col_stride);
     for (; d < d0 + NR; ++d) rows[t][d - d0] = 0;
   }
 }
@@ -387,7 +390,7 @@ static void process_groups(tier_ctx *c, int pass, int64_t b, int64_t P, int64_t 
  * Spins briefly, then yields the core: with more threads than cores the thread being waited for
  * may be the one not running (8 threads on 2 cores ran 5 times slower on spinning alone). */
 static void wait_for_group(const tier_ctx *c, int64_t b, int64_t g, int64_t items) {
-  const int64_t *done = c->progress + b * PIXCON_SCHEDULE_GROUPS + g;
+  const int64_t *done = c->progress + c->bag_base[b] / PIXCON_TILE + g;
   for (int spins = 0; __atomic_load_n(done, __ATOMIC_ACQUIRE) < items; ++spins) {
     if (spins >= 256) {
       sched_yield();
@@ -425,7 +428,7 @@ static void run_item(tier_ctx *c, int pass, int64_t round, int64_t k, const int6
   wait_for_group(c, lo_b, P, need_p);
   wait_for_group(c, lo_b, Q, need_q);
   process_groups(c, pass, lo_b, P, Q, S, C);
-  int64_t *done = c->progress + lo_b * PIXCON_SCHEDULE_GROUPS;
+  int64_t *done = c->progress + c->bag_base[lo_b] / PIXCON_TILE;
   __atomic_store_n(done + P, need_p + 1, __ATOMIC_RELEASE);
   if (Q != P) __atomic_store_n(done + Q, need_q + 1, __ATOMIC_RELEASE);
 }
@@ -441,7 +444,7 @@ static void run_rounds(tier_ctx *c, int pass) {
   int64_t *prefix = c->prefix + (int64_t)omp_get_thread_num() * (p->num_bags + 1);
 #pragma omp single
   {
-    for (int64_t k = 0; k < p->num_bags * PIXCON_SCHEDULE_GROUPS; ++k) c->progress[k] = 0;
+    for (int64_t k = 0; k < c->bag_base[p->num_bags] / PIXCON_TILE; ++k) c->progress[k] = 0;
     c->next_item = 0;
   }
   int64_t round = -1, first = 0, end = 0; /* the items of `round` are [first, end) */

@@ -1,8 +1,6 @@
 /* Workspace layout of the CPU kernels (see layout.h); every region 64-byte aligned. */
 #include "layout.h"
 
-#include "schedule.h"
-
 #include <omp.h>
 
 static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
@@ -56,7 +54,7 @@ void pixcon_layout_compute(const pixcon_loss_params *p, size_t real_size, int ba
   l.off_prefix = at;
   at = align64(at + (size_t)l.threads * (size_t)(p->num_bags + 1) * sizeof(int64_t));
   l.off_progress = at;
-  at = align64(at + (size_t)p->num_bags * PIXCON_SCHEDULE_GROUPS * sizeof(int64_t));
+  at = align64(at + (size_t)(l.padded_rows / PIXCON_TILE) * sizeof(int64_t));
   l.total = at + 64; /* slack so the caller's buffer can be aligned up */
   *out = l;
 }

@@ -70,7 +70,7 @@ typedef struct pixcon_layout {
   size_t off_perm;      /* padded_rows int64: the original row of each padded row, -1 padding */
   size_t off_bagbase;   /* num_bags + 1 int64: padded row offset of each bag */
   size_t off_prefix;    /* threads x (num_bags + 1) int64: each thread's per-round work prefix */
-  size_t off_progress;  /* num_bags x PIXCON_SCHEDULE_GROUPS int64: items each group has done */
+  size_t off_progress;  /* padded_rows / TILE int64: items done per group, from the bag's block 0 */
   size_t total;
 } pixcon_layout;
 
