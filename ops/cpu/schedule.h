@@ -1,14 +1,16 @@
 /*
  * Which tile pairs run together. The similarity matrix of a bag is symmetric, so only tiles
- * (I, J) with I <= J are visited, each updating rows I and rows J. To do that without atomics
- * or per-thread copies, pairs run in rounds of a round-robin tournament (circle method): in
- * one round every block appears at most once, so concurrent work never touches the same rows,
- * and each row's accumulation order is fixed: results do not depend on the thread count.
+ * (I, J) with I <= J are visited, each updating rows I and rows J. To do that without atomic
+ * updates or per-thread copies of the rows' statistics, pairs run in rounds of a round-robin
+ * tournament (circle method): in one round every block appears at most once, so concurrent work
+ * never touches the same rows, and each row's accumulation order is fixed: results do not depend
+ * on the thread count.
  * Round 0 holds the diagonal tiles; rounds 1..n'-1 the off-diagonal ones (n' = blocks rounded
  * up to even; a pair with the dummy block n' - 1 >= blocks is skipped).
  * Rounds need not wait for each other as a whole: an item waits only for its two groups' items of
  * the earlier rounds (pixcon_schedule_items_before), so a thread whose round is done moves on
- * while the other finishes its last item.
+ * while the other finishes its last item. Two items that run at once still share no group: the
+ * later one waits for the earlier.
  * The tournament runs over groups of consecutive blocks: one thread does every tile pair of two
  * groups in a fixed order, so each row block it brings into cache serves `group` tiles instead of
  * one. The group size depends only on the bag's size, never on the threads.
