@@ -58,7 +58,9 @@ static int64_t bag_size(const pixcon_loss_params *p, int64_t b) {
   return p->bag_offsets[b + 1] - p->bag_offsets[b];
 }
 
-static int64_t padded_size(int64_t n) { return (n + PIXCON_TILE - 1) / PIXCON_TILE * PIXCON_TILE; }
+static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
+
+static int64_t padded_size(int64_t n) { return round_up(n, PIXCON_TILE); }
 
 static int64_t bag_blocks(const tier_ctx *c, int64_t b) {
   return (c->bag_base[b + 1] - c->bag_base[b]) / PIXCON_TILE;
@@ -191,9 +193,9 @@ static void load_slice(const tier_ctx *c, const int64_t *src, int64_t d0, REAL r
 
 /* Packs block k: the codes, then the three copies of z a slice of NR columns at a time, through
  * a transpose in L1 so that every store to the panels (zp, za) and slices (zf) is contiguous.
- * Element by element with strided stores, packing took 6 to 7 % of a step at N = 4 225, D = 128,
- * most of it in one serial chain of double additions (the norms); here each norm is still summed
- * in the order of d, with the rows side by side in vectors. */
+ * Element by element, with strided stores and each norm one serial chain of double additions,
+ * packing took 6 to 7 % of a step at N = 4 225, D = 128; here each norm is still summed in the
+ * order of d, with the rows side by side in vectors. */
 static void pack_block(tier_ctx *c, int64_t k) {
   int64_t dp = c->l.dim_pad, first = k * PIXCON_TILE, src[PIXCON_TILE];
   double inv_t = 1.0 / c->p->temperature, norm2[PIXCON_TILE];
@@ -324,13 +326,13 @@ static void prepare_bag(tier_ctx *c, int64_t b, int backward) {
     for (int64_t b = 0; b < (c)->p->num_bags; ++b) body;   \
   } while (0)
 
-static int round_up(int64_t n, int to) { return (int)((n + to - 1) / to * to); }
-
 /* The corner of a tile that the fixed-shift path computes: the rows of block I up to its last live
  * row, in whole micro-tiles (MR), and as many columns of block J, in whole panels (NR) that also
  * cover its live rows in whole micro-tiles, as the second tile_accumulate reads them. */
-static int corner_rows(const pixcon_block_bounds *b) { return round_up(b->live, MR); }
-static int corner_cols(const pixcon_block_bounds *b) { return round_up(round_up(b->live, MR), NR); }
+static int corner_rows(const pixcon_block_bounds *b) { return (int)round_up(b->live, MR); }
+static int corner_cols(const pixcon_block_bounds *b) {
+  return (int)round_up(round_up(b->live, MR), NR);
+}
 
 static void process_tile(tier_ctx *c, int pass, int64_t I0, int64_t J0, REAL *S, REAL *C) {
   int64_t dp = c->l.dim_pad;

@@ -5,7 +5,7 @@
  * tile_accumulate:   out += C X for the first `rows` rows of out, summing `terms` rows of X:
  *                    rows * terms * D.
  * A tile's corner leaves out the rows that enter nothing (the padding at the end of a bag):
- * N = 4 225 fills 44 blocks and one row of a 45th, a tenth of the tiles.
+ * N = 4 225 fills 44 blocks and one row of a 45th, which is in 45 of the bag's 1 035 tiles.
  * The micro-tile is MR rows x NR = 2 vectors: MR broadcasts and 2 vector loads feed 2 MR
  * multiply-adds. Loads cost multiply-add issue slots, so the widest tile the register file
  * holds wins: 12 x 2 on AVX-512 (24 accumulators of 32 registers), 6 x 2 with 16 registers.
@@ -45,9 +45,8 @@ static void tile_similarities(const REAL *restrict A, const REAL *restrict panel
 }
 
 /* out[i][d] += sum_t C[i * c_row + t * c_col] * X[t][d] for i < rows (a multiple of MR), t < terms;
- * X and out in slices of NR columns,
- * each TILE x NR contiguous (slice (d / NR) at d * TILE), so both stream from memory in order.
- * (c_row, c_col) = (TILE, 1) reads C, (1, TILE) reads its transpose. */
+ * X and out in slices of NR columns, each TILE x NR contiguous (slice (d / NR) at d * TILE), so
+ * both stream from memory in order. (c_row, c_col) = (TILE, 1) reads C, (1, TILE) its transpose. */
 static void tile_accumulate(const REAL *restrict C, int64_t c_row, int64_t c_col,
                             const REAL *restrict X, int64_t dim_pad, int rows, int terms,
                             REAL *restrict out) {
